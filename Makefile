@@ -1,0 +1,49 @@
+# CASI — run `make help` for the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.casi-installed
+DISTS  := proto sim learner orchestrator
+CONFIG ?= experiments/exp2_honest.toml
+ARGS   ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup proto test test-all lint experiment experiments bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv and install the four distributions (editable, dev extras)
+
+$(STAMP): $(addsuffix /pyproject.toml,$(DISTS))
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0   # CPU build; the learner's range (torch>=2.6) is then met
+	$(PY) -m pip install -q $(foreach d,$(DISTS),-e ./$(d)[dev])
+	touch $@
+
+proto: $(STAMP) ## regenerate the committed gRPC code from proto/casi/v1/net.proto
+	$(PY) -m casi_proto.generate proto
+
+test: $(STAMP) ## run the test suite (what CI runs)
+	$(PY) -m pytest -q -m "not expensive" $(ARGS)
+
+test-all: $(STAMP) ## run every test, the slow ones too
+	$(PY) -m pytest -q $(ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy on the hand-written code
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy proto/casi_proto sim/casi_sim learner/casi_learner orchestrator/casi_orchestrator
+
+experiment: $(STAMP) ## run the default experiment (exp2_honest) and plot it
+	$(VENV)/bin/casi run $(CONFIG) $(ARGS)
+
+experiments: $(STAMP) ## run every experiment in experiments/ (3 trials each)
+	for f in experiments/exp*.toml; do $(VENV)/bin/casi run $$f --trials 3 $(ARGS) || exit $$?; done
+
+bench: $(STAMP) ## run the benchmarks in bench/ (never part of the tests)
+	for b in bench/sim.py; do $(PY) $$b || exit $$?; done
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

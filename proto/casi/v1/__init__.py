@@ -1,0 +1,1 @@
+"""Generated code of the CASI wire contract (package ``casi.v1``)."""
