@@ -15,12 +15,16 @@ COMPOSE = shutil.which("docker-compose")
 pytestmark = pytest.mark.skipif(COMPOSE is None, reason="docker-compose is not installed")
 
 
-def compose_config(*files: str, token: str | None = "test-token") -> subprocess.CompletedProcess:
+def compose_config(
+    tmp_path: Path, *files: str, token: str | None = "test-token"
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "CASI_TOKEN"}
     if token is not None:
         env["CASI_TOKEN"] = token
     # An empty env file: a developer's own .env must not change what is tested.
-    args = [str(COMPOSE), "--env-file", os.devnull]
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    args = [str(COMPOSE), "--env-file", str(empty)]
     for name in files:
         args += ["-f", name]
     return subprocess.run(
@@ -28,8 +32,8 @@ def compose_config(*files: str, token: str | None = "test-token") -> subprocess.
     )
 
 
-def test_default_compose_is_valid_and_waits_for_healthy_learner():
-    result = compose_config("docker-compose.yml")
+def test_default_compose_is_valid_and_waits_for_healthy_learner(tmp_path):
+    result = compose_config(tmp_path, "docker-compose.yml")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "condition: service_healthy" in out
@@ -39,15 +43,15 @@ def test_default_compose_is_valid_and_waits_for_healthy_learner():
     assert "driver: nvidia" not in out, "CPU-only hosts must not need a GPU reservation"
 
 
-def test_gpu_override_reserves_a_gpu_for_the_learner():
-    result = compose_config("docker-compose.yml", "docker-compose.gpu.yml")
+def test_gpu_override_reserves_a_gpu_for_the_learner(tmp_path):
+    result = compose_config(tmp_path, "docker-compose.yml", "docker-compose.gpu.yml")
     assert result.returncode == 0, result.stderr
     assert "driver: nvidia" in result.stdout
     assert "- gpu" in result.stdout
 
 
-def test_compose_refuses_to_run_without_a_token():
-    result = compose_config("docker-compose.yml", token=None)
+def test_compose_refuses_to_run_without_a_token(tmp_path):
+    result = compose_config(tmp_path, "docker-compose.yml", token=None)
     assert result.returncode != 0
     assert "CASI_TOKEN" in result.stdout + result.stderr
 
