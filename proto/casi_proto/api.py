@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol
 
 import numpy as np
-
 from casi.v1 import net_pb2
 
 

@@ -1,0 +1,136 @@
+"""``casi-learner``: serve one Net (the torch model or a scripted policy) over gRPC.
+
+Prints exactly one line on stdout once bound:
+``casi-learner ready on HOST:PORT policy=NAME device=DEV``. Everything else goes
+to stderr. SIGTERM/SIGINT: health NOT_SERVING, the call in flight finishes, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+from casi_proto.api import Net
+
+from casi_learner import __version__
+from casi_learner.scripted import POLICIES
+from casi_learner.server import build_server, host_port, shutdown
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="casi-learner", description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    p.add_argument("--policy", default="torch", choices=("torch", *POLICIES))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--token",
+        default=None,
+        help="bearer token every Net call must carry "
+        "(default: the CASI_TOKEN environment variable)",
+    )
+    p.add_argument("--tls-cert", default=None, help="PEM server certificate (TLS)")
+    p.add_argument("--tls-key", default=None, help="PEM key of --tls-cert")
+    p.add_argument(
+        "--tls-client-ca",
+        default=None,
+        help="PEM CA that client certificates must chain to (mutual TLS)",
+    )
+    p.add_argument("--max-message-mb", type=int, default=256, help="gRPC message size limit")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds a call in flight may take to finish at shutdown",
+    )
+    p.add_argument("--version", action="version", version=f"casi-learner {__version__}")
+    args = p.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        p.error("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        p.error("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    for flag in ("tls_cert", "tls_key", "tls_client_ca"):
+        path = getattr(args, flag)
+        if path and not os.path.isfile(path):
+            p.error(f"--{flag.replace('_', '-')} {path}: no such file")
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.max_message_mb < 1:
+        p.error(f"--max-message-mb must be >= 1, got {args.max_message_mb}")
+    args.token = args.token or os.environ.get("CASI_TOKEN") or None
+    return args
+
+
+def make_net(args: argparse.Namespace) -> tuple[Net, str]:
+    """The Net to serve and its device name; torch is imported only for ``--policy torch``."""
+    if args.policy != "torch":
+        from casi_learner.scripted import ScriptedNet
+
+        return ScriptedNet(args.policy), "cpu"
+    from casi_learner.device import resolve_device
+    from casi_learner.torch_net import TorchNet
+
+    device = resolve_device(args.device)
+    return TorchNet(device, args.threads), device
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s casi-learner %(levelname)s %(message)s",
+    )
+    if not args.token and not is_loopback(args.host):
+        print(
+            f"casi-learner: warning: binding {args.host} without --token (or CASI_TOKEN): "
+            f"anyone who can reach port {args.port or '(chosen)'} can drive this learner and "
+            "read its parameters",
+            file=sys.stderr,
+            flush=True,
+        )
+    net, device = make_net(args)
+    try:
+        server, port, health = build_server(
+            net,
+            args.host,
+            args.port,
+            token=args.token,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
+            max_message_mb=args.max_message_mb,
+        )
+    except OSError as exc:
+        print(f"casi-learner: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    address = host_port(args.host, port)
+    print(f"casi-learner ready on {address} policy={args.policy} device={device}", flush=True)
+    while not stop.wait(1.0):
+        pass
+    logging.info("shutting down: health NOT_SERVING, letting calls in flight finish")
+    shutdown(server, health, args.grace)
+    return 0

@@ -1,0 +1,479 @@
+"""The PyTorch implementation of the Net contract (``casi_proto.api.Net``), without grpc.
+
+State naming in :class:`casi_proto.api.Params`:
+
+- ``tensors``: the model's ``state_dict`` (see :mod:`casi_learner.model`), float32.
+- ``optimizer``: one entry per (parameter, slot), named ``state.<param name>.<slot>``, e.g.
+  ``state.trunk.0.weight.exp_avg``. Slots by optimizer kind:
+  adam ``step``, ``exp_avg``, ``exp_avg_sq``; rmsprop ``step``, ``square_avg`` and, with
+  momentum > 0, ``momentum_buffer``; sgd ``momentum_buffer`` with momentum > 0, else none.
+  ``step`` is a float32 scalar (shape ``[]``), every other slot a float32 tensor of its
+  parameter's shape. Hyperparameters are not part of the state (they come from ``NetCfg`` and
+  ``ResetOptimizer``), so there are no ``hyper.*`` entries. The map is empty until the first
+  Train; SetParams accepts either an empty map (fresh optimizer state) or exactly the full set.
+- ``version``: the step of the last applied Train (0 if none). Steps should start at 1: after
+  SetParams with version 0 any step is accepted.
+
+Train shuffles minibatches with a generator seeded by ``(NetCfg.seed, step)``, so an update is
+a pure function of the parameters, the optimizer state, the batch, the seed and the step.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from importlib import metadata
+from itertools import pairwise
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from casi.v1 import net_pb2
+from casi_proto import PROTOCOL_VERSION
+from casi_proto.api import LOSS_FIELDS, Params, Sequences
+from casi_proto.errors import invalid, precondition
+from casi_proto.validate import check_net_cfg, check_optim_cfg
+
+from casi_learner import losses
+from casi_learner.device import resolve_device
+from casi_learner.model import ActorCritic, Hidden, joint_entropy, joint_log_prob
+
+MAX_PARAMS = 1 << 30
+LOSS_NAMES = {
+    net_pb2.LOSS_PPO: "ppo",
+    net_pb2.LOSS_A2C: "a2c",
+    net_pb2.LOSS_REINFORCE: "reinforce",
+    net_pb2.LOSS_REINFORCE_BASELINE: "reinforce_baseline",
+}
+OPTIM_NAMES = {
+    net_pb2.OPTIM_ADAM: "adam",
+    net_pb2.OPTIM_RMSPROP: "rmsprop",
+    net_pb2.OPTIM_SGD: "sgd",
+}
+ACTIVATION_NAMES = {
+    net_pb2.ACTIVATION_UNSPECIFIED: "tanh",
+    net_pb2.ACTIVATION_TANH: "tanh",
+    net_pb2.ACTIVATION_RELU: "relu",
+}
+SEQUENCE_FLOATS = ("logp_old", "values_old", "advantages", "returns", "mask")
+
+
+def _implementation() -> str:
+    try:
+        version = metadata.version("casi-learner")
+    except metadata.PackageNotFoundError:
+        version = "0.0.0"
+    return f"casi-learner/torch {version}"
+
+
+def _describe(x: Any) -> str:
+    if not isinstance(x, np.ndarray):
+        return type(x).__name__
+    return f"{x.dtype} [{', '.join(str(d) for d in x.shape)}]"
+
+
+def _check_array(name: str, x: Any, dtype: type, shape: tuple[int | str, ...]) -> np.ndarray:
+    """Raises INVALID_ARGUMENT unless x has this dtype and shape (str dims match any >= 1)."""
+    if isinstance(x, np.generic):  # a numpy scalar stands for a 0-d array
+        x = np.asarray(x)
+    fits = (
+        isinstance(x, np.ndarray)
+        and x.dtype == dtype
+        and x.ndim == len(shape)
+        and all(
+            d == s if isinstance(s, int) else d >= 1 for d, s in zip(x.shape, shape, strict=True)
+        )
+    )
+    if not fits:
+        want = f"{np.dtype(dtype)} [{', '.join(str(s) for s in shape)}]"
+        raise invalid(f"{name}: expected {want}, got {_describe(x)}")
+    return x
+
+
+def _check_finite(name: str, x: np.ndarray) -> None:
+    if not np.isfinite(x).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise invalid(f"{name}: expected finite values, got {x[where]} at index {list(where)}")
+
+
+def _tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    if not (x.flags.writeable and x.flags.c_contiguous):
+        x = np.array(x, order="C")
+    return torch.from_numpy(x).to(device)
+
+
+def _n_params(cfg: net_pb2.NetCfg) -> int:
+    widths = [cfg.obs_dim, *cfg.hidden_sizes]
+    n = sum((a + 1) * b for a, b in pairwise(widths))
+    w = widths[-1]
+    n += (w + 1) * (sum(cfg.head_sizes) + 1)
+    return n + (8 * w * w + 8 * w if cfg.recurrent else 0)
+
+
+def check_cfg(cfg: net_pb2.NetCfg) -> None:
+    """The contract's checks (casi_proto.validate), then what this model needs besides."""
+    check_net_cfg(cfg)
+    if not cfg.hidden_sizes:
+        raise invalid("NetCfg.hidden_sizes: expected at least one hidden layer, got []")
+    if _n_params(cfg) > MAX_PARAMS:
+        raise invalid(
+            f"NetCfg.hidden_sizes: the model would hold {_n_params(cfg)} parameters, "
+            f"limit {MAX_PARAMS}"
+        )
+
+
+def optimizer_slots(optim: net_pb2.OptimCfg) -> tuple[str, ...]:
+    """The state slots an optimizer of this kind keeps per parameter."""
+    momentum = ("momentum_buffer",) if optim.momentum > 0 else ()
+    if optim.kind == net_pb2.OPTIM_ADAM:
+        return ("step", "exp_avg", "exp_avg_sq")
+    if optim.kind == net_pb2.OPTIM_RMSPROP:
+        return ("step", "square_avg", *momentum)
+    return momentum
+
+
+def make_optimizer(model: torch.nn.Module, optim: net_pb2.OptimCfg) -> torch.optim.Optimizer:
+    params = list(model.parameters())
+    if optim.kind == net_pb2.OPTIM_ADAM:
+        return torch.optim.Adam(params, lr=optim.lr, eps=optim.eps)
+    if optim.kind == net_pb2.OPTIM_RMSPROP:
+        return torch.optim.RMSprop(params, lr=optim.lr, eps=optim.eps, momentum=optim.momentum)
+    return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum)
+
+
+class _Batch(NamedTuple):
+    """Train data on the device: [B, T, ...] (recurrent) or masked steps [N, ...]."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    logp_old: torch.Tensor
+    values_old: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    mask: torch.Tensor
+    weights: np.ndarray  # acted steps per unit (episode or step), to skip empty minibatches
+
+
+class TorchNet:
+    """A learning agent in this process: model, optimizer, recurrent state."""
+
+    def __init__(self, device: str = "cpu", threads: int | None = None) -> None:
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads: expected >= 1, got {threads}")
+            torch.set_num_threads(threads)
+        self.device = torch.device(resolve_device(device))
+        self._lock = threading.Lock()
+        self._cfg = net_pb2.NetCfg()
+        self._optim_cfg = net_pb2.OptimCfg()
+        self._model: ActorCritic | None = None
+        self._optim: torch.optim.Optimizer | None = None
+        self._hidden: Hidden | None = None
+        self._hidden_batch: int | None = None
+        self._last_step: int | None = None
+        self._last_loss: dict[str, float] | None = None
+
+    # -- contract ------------------------------------------------------------------------------
+
+    def init(self, cfg: net_pb2.NetCfg) -> net_pb2.InitReply:
+        check_cfg(cfg)
+        with self._lock:
+            self._cfg = net_pb2.NetCfg()
+            self._cfg.CopyFrom(cfg)
+            self._optim_cfg = net_pb2.OptimCfg()
+            self._optim_cfg.CopyFrom(cfg.optim)
+            self._model = self._build(cfg)
+            self._optim = make_optimizer(self._model, self._optim_cfg)
+            self._hidden, self._hidden_batch = None, None
+            self._last_step, self._last_loss = None, None
+            n_params = sum(p.numel() for p in self._model.parameters())
+        return net_pb2.InitReply(
+            protocol_version=PROTOCOL_VERSION,
+            implementation=_implementation(),
+            device=self._device_name(),
+            n_params=n_params,
+        )
+
+    def init_hidden(self, batch: int) -> None:
+        with self._lock:
+            model = self._ready()
+            if int(batch) < 1:
+                raise invalid(f"batch: expected >= 1, got {batch}")
+            self._hidden_batch = int(batch)
+            if model.recurrent:
+                self._hidden = model.zero_hidden(int(batch), self.device)
+
+    def predict(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            model = self._ready()
+            rows: int | str = "B"
+            if model.recurrent:
+                if self._hidden_batch is None:
+                    raise precondition("recurrent model: call InitHidden(batch) before Predict")
+                rows = self._hidden_batch
+            _check_array("obs", obs, np.float32, (rows, model.obs_dim))
+            _check_finite("obs", obs)
+            with torch.inference_mode():
+                logits, values, hidden = model.step(_tensor(obs, self.device), self._hidden)
+            if model.recurrent:
+                self._hidden = hidden
+            return logits.cpu().numpy(), values.cpu().numpy()
+
+    def reset_optimizer(self, optim: net_pb2.OptimCfg) -> None:
+        check_optim_cfg(optim)
+        with self._lock:
+            model = self._ready()
+            self._optim_cfg = net_pb2.OptimCfg()
+            self._optim_cfg.CopyFrom(optim)
+            self._optim = make_optimizer(model, self._optim_cfg)
+
+    def train(self, step: int, batch: Sequences) -> dict[str, float]:
+        with self._lock:
+            self._ready()
+            step = int(step)
+            if self._last_step is not None and step <= self._last_step:
+                return self._repeated(step)
+            data = self._check_sequences(batch)
+            loss = self._update(data, step)
+            self._last_step, self._last_loss = step, loss
+            return dict(loss)
+
+    def get_params(self) -> Params:
+        with self._lock:
+            model, optim = self._ready(), self._optimizer()
+            tensors = {k: _numpy(v) for k, v in model.state_dict().items()}
+            names = [name for name, _ in model.named_parameters()]
+            flat = {}
+            for index, slots in optim.state_dict()["state"].items():
+                for slot, value in slots.items():
+                    flat[f"state.{names[index]}.{slot}"] = _numpy(torch.as_tensor(value))
+            return Params(tensors, flat, self._last_step or 0)
+
+    def set_params(self, params: Params) -> None:
+        with self._lock:
+            model = self._ready()
+            version = params.version
+            if not isinstance(version, int | np.integer) or version < 0:
+                raise invalid(f"version: expected an integer >= 0, got {version!r}")
+            expected = {k: (tuple(v.shape), np.float32) for k, v in model.state_dict().items()}
+            tensors = _check_state("tensors", params.tensors, expected)
+            optim_state = self._check_optimizer_state(model, params.optimizer)
+            optim = make_optimizer(model, self._optim_cfg)
+            if optim_state:
+                full = optim.state_dict()
+                full["state"] = optim_state
+                optim.load_state_dict(full)
+            model.load_state_dict(tensors, strict=True)
+            self._optim = optim
+            self._last_step = int(version) if version > 0 else None
+            self._last_loss = None
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _ready(self) -> ActorCritic:
+        if self._model is None:
+            raise precondition("call Init first: this learner has no model yet")
+        return self._model
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        assert self._optim is not None
+        return self._optim
+
+    def _device_name(self) -> str:
+        if self.device.type == "cuda" and self.device.index is None:
+            return f"cuda:{torch.cuda.current_device()}"
+        return str(self.device)
+
+    def _build(self, cfg: net_pb2.NetCfg) -> ActorCritic:
+        with torch.random.fork_rng(devices=[]):
+            model = ActorCritic(
+                cfg.obs_dim,
+                list(cfg.head_sizes),
+                list(cfg.hidden_sizes),
+                cfg.recurrent,
+                ACTIVATION_NAMES[cfg.activation],
+            )
+        model.initialise(torch.Generator().manual_seed(cfg.seed))
+        return model.to(self.device)
+
+    def _repeated(self, step: int) -> dict[str, float]:
+        if step < (self._last_step or 0):
+            raise precondition(
+                f"step: train step {step} is older than the last applied step "
+                f"{self._last_step}; steps must increase"
+            )
+        if self._last_loss is None:
+            raise precondition(
+                f"step: train step {step} is already reflected in the parameters loaded by "
+                "SetParams, and its loss is not known here; send the next step"
+            )
+        return dict(self._last_loss)
+
+    def _check_sequences(self, batch: Sequences) -> _Batch:
+        model = self._ready()
+        heads = np.asarray(model.head_sizes)
+        obs = _check_array("obs", batch.obs, np.float32, ("B", "T", model.obs_dim))
+        _check_finite("obs", obs)
+        b, t = obs.shape[:2]
+        actions = _check_array("actions", batch.actions, np.int64, (b, t, len(heads)))
+        bad = (actions < 0) | (actions >= heads)
+        if bad.any():
+            i, j, h = (int(v) for v in np.argwhere(bad)[0])
+            raise invalid(
+                f"actions: head {h} has {heads[h]} actions (0..{heads[h] - 1}), "
+                f"got {actions[i, j, h]} at [{i}, {j}, {h}]"
+            )
+        floats = {}
+        for name in SEQUENCE_FLOATS:
+            floats[name] = _check_array(name, getattr(batch, name), np.float32, (b, t))
+            _check_finite(name, floats[name])
+        mask = floats["mask"]
+        if not np.isin(mask, (0.0, 1.0)).all():
+            raise invalid("mask: expected only 0 and 1, got other values")
+        return self._to_device(obs, actions, floats, model.recurrent)
+
+    def _to_device(
+        self, obs: np.ndarray, actions: np.ndarray, floats: dict[str, np.ndarray], recurrent: bool
+    ) -> _Batch:
+        mask = floats["mask"]
+        if recurrent:
+            weights = mask.sum(axis=1)
+        else:
+            rows = mask.reshape(-1) > 0
+            obs = obs.reshape(-1, obs.shape[-1])[rows]
+            actions = actions.reshape(-1, actions.shape[-1])[rows]
+            floats = {k: v.reshape(-1)[rows] for k, v in floats.items()}
+            weights = floats["mask"]
+        dev = self.device
+        return _Batch(
+            obs=_tensor(obs, dev),
+            actions=_tensor(actions, dev),
+            **{k: _tensor(v, dev) for k, v in floats.items()},
+            weights=weights,
+        )
+
+    def _update(self, data: _Batch, step: int) -> dict[str, float]:
+        cfg = self._cfg
+        ppo = cfg.loss == net_pb2.LOSS_PPO
+        passes, splits = (cfg.epochs, cfg.minibatches) if ppo else (1, 1)
+        units = len(data.weights)
+        rng = np.random.default_rng([cfg.seed, 0x5EED, step % (1 << 64)])
+        totals = {k: 0.0 for k in LOSS_FIELDS}
+        count, grad_norm = 0, 0.0
+        for _ in range(passes):
+            order = rng.permutation(units) if ppo else np.arange(units)
+            for idx in np.array_split(order, max(1, min(splits, units))):
+                if data.weights[idx].sum() == 0:
+                    continue
+                loss, stats = self._loss(data, torch.from_numpy(idx).to(self.device))
+                grad_norm = self._apply(loss)
+                for k, v in stats.items():
+                    totals[k] += float(v)
+                count += 1
+        result = {k: v / max(count, 1) for k, v in totals.items()}
+        result["grad_norm"] = grad_norm
+        return result
+
+    def _loss(self, data: _Batch, idx: torch.Tensor) -> tuple[torch.Tensor, losses.Stats]:
+        model, cfg = self._ready(), self._cfg
+        if model.recurrent:
+            logits, values = model.unroll(data.obs[idx])
+            logits, values = logits.reshape(-1, logits.shape[-1]), values.reshape(-1)
+            actions = data.actions[idx].reshape(-1, data.actions.shape[-1])
+        else:
+            logits, values, _ = model.step(data.obs[idx])
+            actions = data.actions[idx]
+
+        def pick(x: torch.Tensor) -> torch.Tensor:
+            return x[idx].reshape(-1)
+
+        logp = joint_log_prob(logits, actions, model.head_sizes)
+        entropy = joint_entropy(logits, model.head_sizes)
+        logp_old, mask, returns = pick(data.logp_old), pick(data.mask), pick(data.returns)
+        coefs = {"entropy_coef": cfg.entropy_coef}
+        if cfg.loss == net_pb2.LOSS_REINFORCE:
+            return losses.reinforce_loss(logp, logp_old, returns, entropy, mask, **coefs)
+        coefs["value_coef"] = cfg.value_coef
+        if cfg.loss == net_pb2.LOSS_REINFORCE_BASELINE:
+            return losses.reinforce_baseline_loss(
+                logp, logp_old, values, returns, entropy, mask, **coefs
+            )
+        advantages = pick(data.advantages)
+        if cfg.loss == net_pb2.LOSS_A2C:
+            return losses.a2c_loss(
+                logp, logp_old, advantages, values, returns, entropy, mask, **coefs
+            )
+        values_old = pick(data.values_old)
+        return losses.ppo_loss(
+            logp,
+            logp_old,
+            advantages,
+            values,
+            values_old,
+            returns,
+            entropy,
+            mask,
+            clip=cfg.clip,
+            clip_value=cfg.clip_value,
+            **coefs,
+        )
+
+    def _apply(self, loss: torch.Tensor) -> float:
+        model, optim = self._ready(), self._optimizer()
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        for p in model.parameters():
+            if p.grad is None:  # e.g. the value head under reinforce: keep a full optimizer state
+                p.grad = torch.zeros_like(p)
+        norm = losses.clip_grad_norm(model.parameters(), self._cfg.max_grad_norm)
+        optim.step()
+        return norm
+
+    def _check_optimizer_state(
+        self, model: ActorCritic, state: Mapping[str, np.ndarray]
+    ) -> dict[int, dict[str, torch.Tensor]]:
+        if not isinstance(state, Mapping):
+            raise invalid(f"optimizer: expected a map of name -> array, got {type(state).__name__}")
+        if not state:
+            return {}
+        kind = OPTIM_NAMES[self._optim_cfg.kind]
+        expected: dict[str, tuple[tuple[int, ...], type]] = {}
+        params = list(model.named_parameters())
+        for name, param in params:
+            for slot in optimizer_slots(self._optim_cfg):
+                shape = () if slot == "step" else tuple(param.shape)
+                expected[f"state.{name}.{slot}"] = (shape, np.float32)
+        checked = _check_state(f"optimizer ({kind})", state, expected)
+        out: dict[int, dict[str, torch.Tensor]] = {}
+        for index, (name, _) in enumerate(params):
+            slots = optimizer_slots(self._optim_cfg)
+            out[index] = {slot: checked[f"state.{name}.{slot}"] for slot in slots}
+        return out
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return np.array(t.detach().cpu().numpy(), order="C", copy=True)
+
+
+def _check_state(
+    what: str, given: Mapping[str, Any], expected: Mapping[str, tuple[tuple[int, ...], type]]
+) -> dict[str, torch.Tensor]:
+    """Checks keys, shapes, dtypes and finiteness; returns CPU tensor copies."""
+    if not isinstance(given, Mapping):
+        raise invalid(f"{what}: expected a map of name -> array, got {type(given).__name__}")
+    missing = sorted(set(expected) - set(given))
+    extra = sorted(str(k) for k in set(given) - set(expected))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing key(s) {', '.join(repr(k) for k in missing[:5])}")
+        if extra:
+            parts.append(f"unexpected key(s) {', '.join(repr(k) for k in extra[:5])}")
+        raise invalid(f"{what}: {'; '.join(parts)} (expected {len(expected)} keys)")
+    out = {}
+    for key, (shape, dtype) in expected.items():
+        name = f"{what}[{key!r}]"
+        array = _check_array(name, given[key], dtype, shape)
+        _check_finite(name, array)
+        out[key] = torch.from_numpy(np.array(array, order="C"))
+    return out

@@ -1,0 +1,207 @@
+"""``NetClient``: a remote learner behind the ``casi_proto.api.Net`` interface.
+
+Every call has a deadline (``timeout``; ``train_timeout`` for Train). Only the
+calls that are safe to repeat are retried, a bounded number of times and only
+on ``UNAVAILABLE``: Predict, GetParams and Train (idempotent by its ``step``).
+Every failure is a :class:`NetError` whose message starts with
+``agent <name> at <address>: ``. Decoded arrays are read-only views of the reply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import grpc
+import numpy as np
+from casi.v1 import net_pb2, net_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from casi_proto import codec
+from casi_proto.api import Params, Sequences
+from casi_proto.errors import UNAVAILABLE, NetError
+
+# Reconnect quickly after a learner restarts instead of gRPC's 1 s .. 120 s backoff.
+_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+def _read(source: str | Path | bytes | None) -> bytes | None:
+    if source is None or isinstance(source, bytes):
+        return source
+    return Path(source).read_bytes()
+
+
+class NetClient:
+    """Client of one learner's Net service; implements ``casi_proto.api.Net``."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        name: str = "",
+        token: str | None = None,
+        root_cert: str | Path | bytes | None = None,
+        client_cert: str | Path | bytes | None = None,
+        client_key: str | Path | bytes | None = None,
+        timeout: float = 60.0,
+        train_timeout: float = 600.0,
+        max_message_mb: int = 256,
+        retries: int = 3,
+        retry_backoff: float = 0.2,
+    ) -> None:
+        if (client_cert is None) != (client_key is None):
+            raise ValueError("a client certificate needs its key (client_cert and client_key)")
+        self.address = address
+        self.name = name
+        self.timeout = timeout
+        self.train_timeout = train_timeout
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self.prefix = f"agent {name} at {address}: " if name else f"agent at {address}: "
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        limit = max_message_mb * 1024 * 1024
+        options = [
+            ("grpc.max_send_message_length", limit),
+            ("grpc.max_receive_message_length", limit),
+            *_RECONNECT,
+        ]
+        if root_cert is None and client_cert is None:
+            self._channel = grpc.insecure_channel(address, options=options)
+        else:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=_read(root_cert),
+                private_key=_read(client_key),
+                certificate_chain=_read(client_cert),
+            )
+            self._channel = grpc.secure_channel(address, creds, options=options)
+        self._stub = net_pb2_grpc.NetStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _fail(self, method: str, exc: grpc.RpcError, timeout: float, attempts: int) -> NetError:
+        code = exc.code()  # type: ignore[attr-defined]
+        details = exc.details() or code.name  # type: ignore[attr-defined]
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            details = f"no reply within the deadline of {timeout:g} s"
+        elif code == grpc.StatusCode.UNAVAILABLE:
+            details = f"not reachable after {attempts} attempt(s) ({details})"
+        elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            details = f"{details} (raise max_message_mb / --max-message-mb on both ends)"
+        return NetError(code.name, f"{self.prefix}{method}: {details}")
+
+    def _call(self, method: str, request: Any, *, retry: bool = False, timeout: float = 0) -> Any:
+        rpc: Callable[..., Any] = getattr(self._stub, method)
+        timeout = timeout or self.timeout
+        attempts = 1 + (self.retries if retry else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                return rpc(request, timeout=timeout, metadata=self._metadata)
+            except grpc.RpcError as exc:
+                unavailable = exc.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+                if not unavailable or attempt == attempts:
+                    raise self._fail(method, exc, timeout, attempt) from None
+                time.sleep(self.retry_backoff * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    def _decode(self, method: str, decode: Callable[[], Any]) -> Any:
+        try:
+            return decode()
+        except NetError as exc:
+            raise NetError(exc.code, f"{self.prefix}{method} reply: {exc.message}") from None
+
+    def _encode(self, method: str, encode: Callable[[], Any]) -> Any:
+        try:
+            return encode()
+        except NetError as exc:
+            raise NetError(exc.code, f"{self.prefix}{method}: {exc.message}") from None
+
+    # -- health -----------------------------------------------------------------
+
+    def health(self, timeout: float = 1.0) -> str:
+        """The server's overall health status name (``SERVING``, ``NOT_SERVING``...)."""
+        try:
+            reply = self._health.Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise self._fail("health check", exc, timeout, 1) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Poll the health service until it reports SERVING, for at most ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                status = self.health(timeout=max(0.05, min(1.0, remaining)))
+                if status == "SERVING":
+                    return
+                last = f"health status {status}"
+            except NetError as exc:
+                last = exc.message.removeprefix(f"{self.prefix}health check: ")
+            if time.monotonic() >= deadline:
+                raise NetError(
+                    UNAVAILABLE,
+                    f"{self.prefix}not reachable after {timeout:g} s (last health check: {last}); "
+                    "is the learner running and is the address right?",
+                )
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    # -- Net --------------------------------------------------------------------
+
+    def init(self, cfg: net_pb2.NetCfg) -> net_pb2.InitReply:
+        return self._call("Init", cfg)
+
+    def init_hidden(self, batch: int) -> None:
+        self._call("InitHidden", net_pb2.HiddenCfg(batch=batch))
+
+    def predict(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        request = self._encode("Predict", lambda: codec.observations_to_proto(obs))
+        reply = self._call("Predict", request, retry=True)
+        logits, values = self._decode("Predict", lambda: codec.predictions_from_proto(reply))
+        if logits.shape[0] != len(obs):
+            raise NetError(
+                "INTERNAL",
+                f"{self.prefix}Predict reply: {logits.shape[0]} rows of logits for "
+                f"{len(obs)} observations",
+            )
+        return logits, values
+
+    def reset_optimizer(self, optim: net_pb2.OptimCfg) -> None:
+        self._call("ResetOptimizer", optim)
+
+    def train(self, step: int, batch: Sequences) -> dict[str, float]:
+        request = self._encode("Train", lambda: codec.sequences_to_proto(step, batch))
+        reply = self._call("Train", request, retry=True, timeout=self.train_timeout)
+        return codec.loss_from_proto(reply)
+
+    def get_params(self) -> Params:
+        reply = self._call("GetParams", net_pb2.Empty(), retry=True)
+        return self._decode("GetParams", lambda: codec.params_from_proto(reply))  # type: ignore[no-any-return]
+
+    def set_params(self, params: Params) -> None:
+        request = self._encode("SetParams", lambda: codec.params_to_proto(params))
+        self._call("SetParams", request)
+
+    # -- lifetime ---------------------------------------------------------------
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> NetClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,176 @@
+"""numpy <-> ``casi.v1`` messages.
+
+A ``Tensor`` carries raw little-endian, row-major bytes. Decoding is zero-copy
+(``np.frombuffer`` over the message's bytes), so decoded arrays are read-only;
+copy them before writing into them. Every decoding error is a
+:class:`~casi_proto.errors.NetError` ``INVALID_ARGUMENT`` that names the field,
+what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import numpy.typing as npt
+from casi.v1 import net_pb2
+
+from casi_proto.api import LOSS_FIELDS, Params, Sequences
+from casi_proto.errors import invalid
+
+# Wire dtype -> little-endian numpy dtype.
+_TO_NUMPY: dict[net_pb2.DType, np.dtype] = {
+    net_pb2.DTYPE_FLOAT32: np.dtype("<f4"),
+    net_pb2.DTYPE_FLOAT64: np.dtype("<f8"),
+    net_pb2.DTYPE_FLOAT16: np.dtype("<f2"),
+    net_pb2.DTYPE_INT8: np.dtype("i1"),
+    net_pb2.DTYPE_INT16: np.dtype("<i2"),
+    net_pb2.DTYPE_INT32: np.dtype("<i4"),
+    net_pb2.DTYPE_INT64: np.dtype("<i8"),
+    net_pb2.DTYPE_UINT8: np.dtype("u1"),
+    net_pb2.DTYPE_BOOL: np.dtype("?"),
+}
+# numpy kind+size (byte order ignored) -> wire dtype.
+_TO_WIRE: dict[str, net_pb2.DType] = {f"{d.kind}{d.itemsize}": w for w, d in _TO_NUMPY.items()}
+
+SEQUENCE_FIELDS = Sequences._fields
+
+
+def dtype_name(dtype: np.dtype | int) -> str:
+    """``float32``, ``int64``, ``bool``... for a numpy dtype or a wire DType."""
+    if isinstance(dtype, np.dtype):
+        return str(dtype.newbyteorder("="))
+    np_dtype = _TO_NUMPY.get(dtype)  # type: ignore[call-overload]
+    return f"unknown dtype {dtype}" if np_dtype is None else str(np_dtype.newbyteorder("="))
+
+
+def wire_dtype(dtype: npt.DTypeLike, field: str = "tensor") -> net_pb2.DType:
+    """The ``casi.v1.DType`` of a numpy dtype; ``INVALID_ARGUMENT`` if it has none."""
+    d = np.dtype(dtype)
+    wire = _TO_WIRE.get(f"{d.kind}{d.itemsize}")
+    if wire is None:
+        supported = ", ".join(dtype_name(w) for w in _TO_NUMPY)
+        raise invalid(f"{field}: dtype {d} has no casi.v1.DType (supported: {supported})")
+    return wire
+
+
+def _shape_text(shape: tuple[int, ...] | list[int]) -> str:
+    return "[" + ", ".join(str(n) for n in shape) + "]"
+
+
+def to_tensor(arr: npt.ArrayLike, field: str = "tensor") -> net_pb2.Tensor:
+    """Encode an array (any layout, any byte order) as a ``casi.v1.Tensor``."""
+    a = np.asarray(arr)
+    wire = wire_dtype(a.dtype, field)
+    little = a.astype(_TO_NUMPY[wire], copy=False)
+    return net_pb2.Tensor(dtype=wire, shape=a.shape, data=little.tobytes(order="C"))
+
+
+def from_tensor(
+    t: net_pb2.Tensor,
+    field: str,
+    *,
+    dtype: npt.DTypeLike | None = None,
+    ndim: int | None = None,
+    shape: tuple[int | None, ...] | None = None,
+    max_bytes: int | None = None,
+) -> np.ndarray:
+    """Decode a ``casi.v1.Tensor`` without copying its bytes.
+
+    ``dtype``, ``ndim`` and ``shape`` (``None`` entries match any size) are
+    checked when given, as are the byte length and ``max_bytes``.
+    """
+    got = tuple(int(n) for n in t.shape)
+    if t.dtype == net_pb2.DTYPE_UNSPECIFIED:
+        want = f" (expected {dtype_name(np.dtype(dtype))})" if dtype is not None else ""
+        raise invalid(f"{field}: missing tensor or DTYPE_UNSPECIFIED{want}")
+    if t.dtype not in _TO_NUMPY:
+        raise invalid(f"{field}: dtype {t.dtype} is not a casi.v1.DType")
+    np_dtype = _TO_NUMPY[t.dtype]
+    received = f"{dtype_name(np_dtype)} {_shape_text(got)}"
+    if dtype is not None and np_dtype != np.dtype(dtype).newbyteorder("<"):
+        raise invalid(f"{field}: got {received}, expected dtype {dtype_name(np.dtype(dtype))}")
+    if any(n < 0 for n in got):
+        raise invalid(f"{field}: got {received}, which has a negative dimension")
+    want_ndim = len(shape) if shape is not None else ndim
+    if want_ndim is not None and len(got) != want_ndim:
+        raise invalid(f"{field}: got {received}, expected {want_ndim} dimensions")
+    if shape is not None and any(w is not None and w != n for w, n in zip(shape, got, strict=True)):
+        want = _shape_text(["*" if w is None else w for w in shape])  # type: ignore[misc]
+        raise invalid(f"{field}: got {received}, expected shape {want}")
+    needed = math.prod(got) * np_dtype.itemsize
+    if len(t.data) != needed:
+        raise invalid(f"{field}: {len(t.data)} bytes for {received} needs {needed}")
+    if max_bytes is not None and needed > max_bytes:
+        raise invalid(f"{field}: {received} is {needed} bytes, more than the limit {max_bytes}")
+    if np_dtype.kind == "b" and needed and np.frombuffer(t.data, np.uint8).max() > 1:
+        raise invalid(f"{field}: bool elements must be bytes 0 or 1")
+    return np.frombuffer(t.data, dtype=np_dtype).reshape(got)
+
+
+def observations_to_proto(obs: np.ndarray) -> net_pb2.Observations:
+    return net_pb2.Observations(obs=to_tensor(obs, "obs"))
+
+
+def observations_from_proto(msg: net_pb2.Observations) -> np.ndarray:
+    return from_tensor(msg.obs, "obs", dtype=np.float32, ndim=2)
+
+
+def predictions_to_proto(logits: np.ndarray, values: np.ndarray) -> net_pb2.Predictions:
+    return net_pb2.Predictions(
+        logits=to_tensor(logits, "logits"), values=to_tensor(values, "values")
+    )
+
+
+def predictions_from_proto(msg: net_pb2.Predictions) -> tuple[np.ndarray, np.ndarray]:
+    logits = from_tensor(msg.logits, "logits", dtype=np.float32, ndim=2)
+    values = from_tensor(msg.values, "values", dtype=np.float32, shape=(logits.shape[0],))
+    return logits, values
+
+
+def sequences_to_proto(step: int, batch: Sequences) -> net_pb2.Sequences:
+    fields = {name: to_tensor(getattr(batch, name), name) for name in SEQUENCE_FIELDS}
+    return net_pb2.Sequences(step=step, **fields)
+
+
+def sequences_from_proto(msg: net_pb2.Sequences) -> tuple[int, Sequences]:
+    """``(step, Sequences)``; checks dtypes, ranks and that every field shares ``[B, T]``."""
+    obs = from_tensor(msg.obs, "obs", dtype=np.float32, ndim=3)
+    b, t = obs.shape[:2]
+    actions = from_tensor(msg.actions, "actions", dtype=np.int64, shape=(b, t, None))
+    rest = {
+        name: from_tensor(getattr(msg, name), name, dtype=np.float32, shape=(b, t))
+        for name in SEQUENCE_FIELDS[2:]
+    }
+    return int(msg.step), Sequences(obs=obs, actions=actions, **rest)
+
+
+def _tensor_map(arrays: Mapping[str, np.ndarray], kind: str) -> dict[str, net_pb2.Tensor]:
+    return {k: to_tensor(v, f"{kind}[{k}]") for k, v in arrays.items()}
+
+
+def params_to_proto(params: Params) -> net_pb2.Params:
+    return net_pb2.Params(
+        tensors=_tensor_map(params.tensors, "tensors"),
+        optimizer=_tensor_map(params.optimizer, "optimizer"),
+        version=params.version,
+    )
+
+
+def params_from_proto(msg: net_pb2.Params) -> Params:
+    """Decode every tensor (dtype and byte length checked); key sets are the Net's business."""
+    tensors = {k: from_tensor(v, f"tensors[{k}]") for k, v in sorted(msg.tensors.items())}
+    optimizer = {k: from_tensor(v, f"optimizer[{k}]") for k, v in sorted(msg.optimizer.items())}
+    return Params(tensors=tensors, optimizer=optimizer, version=int(msg.version))
+
+
+def loss_to_proto(stats: Mapping[str, float]) -> net_pb2.Loss:
+    missing = [k for k in LOSS_FIELDS if k not in stats]
+    if missing:
+        raise invalid(f"loss: missing fields {missing}; expected {list(LOSS_FIELDS)}")
+    return net_pb2.Loss(**{k: float(stats[k]) for k in LOSS_FIELDS})
+
+
+def loss_from_proto(msg: net_pb2.Loss) -> dict[str, float]:
+    return {k: float(getattr(msg, k)) for k in LOSS_FIELDS}

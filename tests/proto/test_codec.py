@@ -1,0 +1,206 @@
+"""numpy <-> casi.v1 codec: round trips for every dtype, wire format, error messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from casi.v1 import net_pb2
+from casi_proto import codec
+from casi_proto.api import LOSS_FIELDS, Params, Sequences
+from casi_proto.errors import INVALID_ARGUMENT, NetError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+DTYPES = {
+    "float32": net_pb2.DTYPE_FLOAT32,
+    "float64": net_pb2.DTYPE_FLOAT64,
+    "float16": net_pb2.DTYPE_FLOAT16,
+    "int8": net_pb2.DTYPE_INT8,
+    "int16": net_pb2.DTYPE_INT16,
+    "int32": net_pb2.DTYPE_INT32,
+    "int64": net_pb2.DTYPE_INT64,
+    "uint8": net_pb2.DTYPE_UINT8,
+    "bool": net_pb2.DTYPE_BOOL,
+}
+SHAPES = [(), (0,), (3,), (2, 3), (2, 0, 4), (1, 2, 3, 2)]
+
+
+def sample(dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    n = int(np.prod(shape))
+    if dtype == "bool":
+        return (np.arange(n) % 3 == 0).reshape(shape)
+    return (np.arange(n) - n // 2).astype(dtype).reshape(shape)
+
+
+def invalid(call, *words: str) -> str:  # type: ignore[no-untyped-def]
+    with pytest.raises(NetError) as info:
+        call()
+    assert info.value.code == INVALID_ARGUMENT
+    for word in words:
+        assert word in info.value.message, info.value.message
+    return info.value.message
+
+
+def test_every_proto_dtype_is_covered() -> None:
+    wire = {v.number for v in net_pb2.DType.DESCRIPTOR.values} - {net_pb2.DTYPE_UNSPECIFIED}
+    assert wire == set(DTYPES.values())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_round_trip(dtype: str, shape: tuple[int, ...]) -> None:
+    arr = sample(dtype, shape)
+    t = codec.to_tensor(arr)
+    assert t.dtype == DTYPES[dtype]
+    assert list(t.shape) == list(shape)
+    back = codec.from_tensor(t, "x", dtype=dtype, ndim=len(shape))
+    assert back.dtype == np.dtype(dtype) and back.shape == shape
+    assert back.tobytes() == arr.tobytes()
+
+
+def test_wire_bytes_are_little_endian_row_major() -> None:
+    t = codec.to_tensor(np.array([[1, 2], [3, 256]], np.int32))
+    assert t.data == bytes([1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 1, 0, 0])
+    assert codec.to_tensor(np.float32(1.0)).data == bytes([0, 0, 0x80, 0x3F])
+    assert codec.to_tensor(np.array([True, False])).data == b"\x01\x00"
+
+
+def test_big_endian_and_non_contiguous_inputs() -> None:
+    big = np.array([[1, 2, 3], [4, 5, 258]], dtype=">i4")
+    t = codec.to_tensor(big)
+    assert t.dtype == net_pb2.DTYPE_INT32
+    assert t.data[-4:] == bytes([2, 1, 0, 0])
+    np.testing.assert_array_equal(codec.from_tensor(t, "x"), big)
+    strided = np.arange(24, dtype=">f8").reshape(4, 6)[::2, ::-3].T
+    assert not strided.flags.c_contiguous
+    back = codec.from_tensor(codec.to_tensor(strided), "x")
+    np.testing.assert_array_equal(back, strided)
+    assert back.shape == (2, 2)
+
+
+def test_decoding_is_zero_copy_and_read_only() -> None:
+    t = codec.to_tensor(np.arange(1000, dtype=np.float32))
+    a = codec.from_tensor(t, "x")
+    assert not a.flags.writeable and not a.flags.owndata
+    assert a.base is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hnp.arrays(
+        dtype=st.sampled_from([np.dtype(d) for d in DTYPES]),
+        shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5),
+    )
+)
+def test_round_trip_property(arr: np.ndarray) -> None:
+    back = codec.from_tensor(codec.to_tensor(arr), "x")
+    assert back.dtype == arr.dtype and back.shape == arr.shape
+    assert back.tobytes() == arr.tobytes()  # bit-exact, NaN payloads included
+
+
+def test_unsupported_dtype_is_refused_by_name() -> None:
+    invalid(lambda: codec.to_tensor(np.zeros(2, np.complex64), "obs"), "obs", "complex64")
+    invalid(lambda: codec.to_tensor(np.zeros(2, np.uint16), "obs"), "obs", "uint16")
+
+
+def test_error_byte_length() -> None:
+    t = codec.to_tensor(np.zeros((4, 64), np.float32))
+    t.data = t.data[:1000]
+    msg = invalid(lambda: codec.from_tensor(t, "obs"))
+    assert msg == "obs: 1000 bytes for float32 [4, 64] needs 1024"
+
+
+def test_error_dtype_and_shape() -> None:
+    t = codec.to_tensor(np.zeros((4, 64), np.float64))
+    msg = invalid(lambda: codec.from_tensor(t, "obs", dtype=np.float32))
+    assert msg == "obs: got float64 [4, 64], expected dtype float32"
+    t = codec.to_tensor(np.zeros((4, 64, 1), np.float32))
+    msg = invalid(lambda: codec.from_tensor(t, "obs", ndim=2))
+    assert msg == "obs: got float32 [4, 64, 1], expected 2 dimensions"
+    t = codec.to_tensor(np.zeros((4, 63), np.float32))
+    msg = invalid(lambda: codec.from_tensor(t, "obs", shape=(None, 64)))
+    assert msg == "obs: got float32 [4, 63], expected shape [*, 64]"
+
+
+def test_error_garbage_tensors() -> None:
+    invalid(
+        lambda: codec.from_tensor(net_pb2.Tensor(), "obs", dtype=np.float32),
+        "obs: missing tensor",
+        "expected float32",
+    )
+    invalid(
+        lambda: codec.from_tensor(net_pb2.Tensor(dtype=42, shape=[1]), "obs"),
+        "obs: dtype 42 is not a casi.v1.DType",
+    )
+    negative = net_pb2.Tensor(dtype=net_pb2.DTYPE_FLOAT32, shape=[-2, 3])
+    invalid(lambda: codec.from_tensor(negative, "obs"), "obs", "[-2, 3]", "negative")
+    huge = net_pb2.Tensor(dtype=net_pb2.DTYPE_FLOAT32, shape=[2**40, 2**40], data=b"abcd")
+    invalid(lambda: codec.from_tensor(huge, "obs"), "obs: 4 bytes for float32")
+    bad_bool = net_pb2.Tensor(dtype=net_pb2.DTYPE_BOOL, shape=[3], data=b"\x00\x01\x02")
+    invalid(lambda: codec.from_tensor(bad_bool, "mask"), "mask", "0 or 1")
+
+
+def test_max_bytes() -> None:
+    t = codec.to_tensor(np.zeros(300, np.float32))
+    invalid(lambda: codec.from_tensor(t, "obs", max_bytes=1000), "obs", "1200", "1000")
+    assert codec.from_tensor(t, "obs", max_bytes=1200).shape == (300,)
+
+
+def make_sequences(b: int = 2, t: int = 3, d: int = 4) -> Sequences:
+    rng = np.random.default_rng(0)
+    f = lambda: rng.random((b, t), dtype=np.float32)  # noqa: E731
+    return Sequences(
+        obs=rng.random((b, t, d), dtype=np.float32),
+        actions=rng.integers(0, 5, (b, t, 3)),
+        logp_old=f(),
+        values_old=f(),
+        advantages=f(),
+        returns=f(),
+        mask=np.ones((b, t), np.float32),
+    )
+
+
+def test_sequences_round_trip() -> None:
+    seq = make_sequences()
+    step, back = codec.sequences_from_proto(codec.sequences_to_proto(17, seq))
+    assert step == 17
+    for name in Sequences._fields:
+        np.testing.assert_array_equal(getattr(back, name), getattr(seq, name))
+        assert getattr(back, name).dtype == getattr(seq, name).dtype
+
+
+def test_sequences_refuse_mismatched_fields() -> None:
+    seq = make_sequences()
+    bad = codec.sequences_to_proto(1, seq._replace(mask=np.ones((2, 4), np.float32)))
+    msg = invalid(lambda: codec.sequences_from_proto(bad))
+    assert msg == "mask: got float32 [2, 4], expected shape [2, 3]"
+    bad = codec.sequences_to_proto(1, seq._replace(actions=seq.actions.astype(np.int32)))
+    invalid(lambda: codec.sequences_from_proto(bad), "actions: got int32 [2, 3, 3]", "int64")
+
+
+def test_params_round_trip_bit_exact() -> None:
+    w = np.array([[1.5, np.nan], [-0.0, np.inf]], np.float32)
+    params = Params({"w": w, "steps": np.int64(3)}, {"state.w.exp_avg": w * 2}, version=9)
+    back = codec.params_from_proto(codec.params_to_proto(params))
+    assert back.version == 9 and sorted(back.tensors) == ["steps", "w"]
+    assert back.tensors["w"].tobytes() == w.tobytes()
+    assert back.tensors["steps"].shape == () and back.tensors["steps"] == 3
+    assert back.optimizer["state.w.exp_avg"].tobytes() == (w * 2).tobytes()
+
+
+def test_params_error_names_the_key() -> None:
+    msg = net_pb2.Params(tensors={"trunk.0.weight": net_pb2.Tensor(dtype=1, shape=[2], data=b"")})
+    invalid(lambda: codec.params_from_proto(msg), "tensors[trunk.0.weight]: 0 bytes")
+
+
+def test_predictions_and_loss() -> None:
+    logits, values = np.ones((3, 7), np.float32), np.arange(3, dtype=np.float32)
+    got = codec.predictions_from_proto(codec.predictions_to_proto(logits, values))
+    np.testing.assert_array_equal(got[0], logits)
+    np.testing.assert_array_equal(got[1], values)
+    short = codec.predictions_to_proto(logits, values[:2])
+    invalid(lambda: codec.predictions_from_proto(short), "values: got float32 [2]")
+    stats = {k: float(i) + 0.5 for i, k in enumerate(LOSS_FIELDS)}
+    assert codec.loss_from_proto(codec.loss_to_proto(stats)) == stats
+    invalid(lambda: codec.loss_to_proto({"policy_loss": 1.0}), "value_loss")
