@@ -1,0 +1,152 @@
+"""``casi``: run experiments and plot them.
+
+    casi run CONFIG [--trials N] [--learner NAME=HOST:PORT ...] [--iterations N]
+                    [--resume] [--out DIR] [--seed S]
+    casi plot RUN... [--ewma A] [--metric M] [--out FILE]
+
+Exit status: 0 done, 1 a learner or checkpoint problem, 2 a bad config or command line,
+130 / 143 stopped by SIGINT / SIGTERM (after checkpointing the last completed iteration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class StopFlag:
+    """Set by the first SIGINT/SIGTERM; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        del frame
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or 0)
+
+
+@contextmanager
+def _signals(flag: StopFlag) -> Iterator[None]:
+    old = {s: signal.signal(s, flag.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="casi", description="Run and plot CASI experiments.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment from a TOML config")
+    run.add_argument("config", type=Path, help="experiment TOML file")
+    run.add_argument("--trials", type=int, default=1, help="number of trials (seeds), default 1")
+    run.add_argument(
+        "--learner",
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT",
+        help="use a running learner for agent NAME (repeatable; NAME=inprocess: in this process)",
+    )
+    run.add_argument("--iterations", type=int, help="override algorithm.iterations")
+    run.add_argument("--resume", action="store_true", help="continue from the last checkpoints")
+    run.add_argument("--out", type=Path, default=Path("runs"), help="runs root (default runs/)")
+    run.add_argument("--seed", type=int, help="override the config's seed")
+    plot = sub.add_parser("plot", help="plot one or more runs into one PNG")
+    plot.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<experiment>)")
+    plot.add_argument("--ewma", type=float, default=0.1, help="EWMA smoothing factor (0, 1]")
+    plot.add_argument("--metric", default="win_rate", help="column suffix, default win_rate")
+    plot.add_argument("--out", type=Path, help="PNG file (default <run>/curves.png)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``casi`` command."""
+    args = _parser().parse_args(argv)
+    if args.command == "plot":
+        return plot_command(args)
+    return run_command(args)
+
+
+def _error(message: str) -> None:
+    print(f"casi: {message}", file=sys.stderr)
+
+
+def plot_command(args: argparse.Namespace) -> int:
+    from casi_orchestrator.plot import plot_runs
+
+    missing = [str(r) for r in args.runs if not r.is_dir()]
+    if missing:
+        _error(f"no such run folder: {', '.join(missing)}")
+        return EXIT_USAGE
+    if not 0 < args.ewma <= 1:
+        _error(f"--ewma must be in (0, 1], got {args.ewma}")
+        return EXIT_USAGE
+    out = args.out or (args.runs[0] / "curves.png" if len(args.runs) == 1 else Path("curves.png"))
+    try:
+        path = plot_runs(list(args.runs), out, metric=args.metric, ewma=args.ewma)
+    except (OSError, ValueError) as exc:
+        _error(str(exc))
+        return EXIT_ERROR
+    print(f"wrote {path}")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from casi_orchestrator.config import ConfigError, load_config, parse_learner_flags
+
+    overrides, errors = parse_learner_flags(args.learner)
+    if args.trials < 1:
+        errors.append(f"--trials must be >= 1, got {args.trials}")
+    if args.iterations is not None and args.iterations < 1:
+        errors.append(f"--iterations must be >= 1, got {args.iterations}")
+    try:
+        cfg = load_config(
+            args.config, overrides=overrides, seed=args.seed, iterations=args.iterations
+        )
+    except ConfigError as exc:
+        errors += exc.lines
+        cfg = None
+    if errors:
+        for line in errors:
+            print(line, file=sys.stderr)
+        print(f"casi: {len(errors)} error(s) in the configuration", file=sys.stderr)
+        return None
+    return cfg
+
+
+def run_command(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if cfg is None:
+        return EXIT_USAGE
+    from casi_orchestrator.runner import run_experiment
+
+    flag = StopFlag()
+    with _signals(flag):
+        try:
+            return run_experiment(cfg, args.out, args.trials, args.resume, flag)
+        except KeyboardInterrupt:
+            _error("stopped at once by a second signal; the last checkpoint is kept")
+            return flag.exit_code if flag.signum else 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,461 @@
+"""Run configuration: pydantic models loaded from one TOML file.
+
+The game keys of the simulator (``max_steps``, ``init``, ``end_on_first_win``, ``[attrs]``,
+``[incentives]``) sit at the top level beside ``seed`` and ``agents``; everything about
+learning lives in sections. :func:`load_config` reports every mistake at once, one line each:
+``file: dotted.key: what was expected (got ...)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+AgentKind = Literal["learner", "random", "honest", "liar", "silent"]
+GAME_KEYS = ("max_steps", "init", "end_on_first_win", "attrs", "incentives")
+
+
+class Section(BaseModel):
+    """Base of every config model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class AgentSpec(Section):
+    """One agent slot of the game."""
+
+    name: str = Field(default="", pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$|^$")
+    """Name used in outputs and in ``--learner NAME=HOST:PORT``; default ``a<index>``."""
+    kind: AgentKind = "learner"
+    """``learner`` (a Net service) or a scripted kind played inside the simulator."""
+    address: str | None = None
+    """``HOST:PORT`` of a running learner, ``inprocess``, or none to start one locally."""
+
+
+class AlgorithmCfg(Section):
+    """How the learners are trained."""
+
+    loss: Literal["ppo", "a2c", "reinforce", "reinforce_baseline"] = "ppo"
+    """Loss minimised by Train."""
+    gamma: float = Field(default=0.99, ge=0.0, le=1.0)
+    """Discount factor."""
+    lam: float = Field(default=0.95, ge=0.0, le=1.0)
+    """GAE lambda."""
+    batch: int = Field(default=256, ge=1, le=1_000_000)
+    """Episodes per iteration (the simulator's batch)."""
+    iterations: int = Field(default=100, ge=1)
+    """Training iterations per trial."""
+    optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
+    """Optimizer family."""
+    lr: float = Field(default=5e-4, gt=0.0)
+    """Learning rate."""
+    eps: float = Field(default=1e-5, gt=0.0)
+    """Optimizer epsilon (Adam, RMSprop)."""
+    momentum: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Momentum (SGD, RMSprop)."""
+    epochs: int = Field(default=4, ge=1, le=1000)
+    """Passes over each batch (PPO)."""
+    minibatches: int = Field(default=4, ge=1)
+    """Minibatches per pass."""
+    clip: float = Field(default=0.2, gt=0.0)
+    """PPO clip range."""
+    clip_value: bool = False
+    """Clip the value update around the old values (PPO)."""
+    value_coef: float = Field(default=0.5, ge=0.0)
+    """Weight of the value loss."""
+    entropy_coef: float = Field(default=0.01, ge=0.0)
+    """Weight of the entropy bonus."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip; <= 0 disables it."""
+    hidden_sizes: list[int] = Field(default_factory=lambda: [128, 128], min_length=1)
+    """Widths of the MLP trunk."""
+    activation: Literal["tanh", "relu"] = "tanh"
+    """Activation of the hidden layers."""
+    recurrent: bool = False
+    """Add an LSTM after the trunk."""
+    reward_scale: float = Field(default=0.01, gt=0.0)
+    """Game points are multiplied by this before entering the algorithm."""
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _positive_widths(cls, v: list[int]) -> list[int]:
+        if any(w < 1 for w in v):
+            raise ValueError(f"every width must be >= 1, got {v}")
+        return v
+
+
+class BonusCfg(Section):
+    """Count-based exploration bonus."""
+
+    kind: Literal["none", "simhash", "superbit"] = "simhash"
+    """Hash of the observation whose visit counts give the bonus."""
+    bits: int = Field(default=16, ge=1, le=64)
+    """Code length k (simhash) or number of groups (superbit)."""
+    quant_bits: int = Field(default=2, ge=1, le=16)
+    """Bits per group after quantisation (superbit)."""
+    beta: float = Field(default=0.05, ge=0.0)
+    """Bonus scale: beta / sqrt(count), in scaled reward units."""
+
+
+class BacktrackingCfg(Section):
+    """Three-level backtracking on the evaluation metric (SPEC 5 item 6)."""
+
+    enabled: bool = False
+    """Turn backtracking and its early stop on."""
+    pop_limit: int = Field(default=2, ge=0)
+    """Pops allowed before stopping early."""
+    restart_limit: int = Field(default=3, ge=0)
+    """Restarts from the top snapshot before a pop."""
+    unimproved_limit: int = Field(default=10, ge=0)
+    """Evaluations without improvement before a restart."""
+    metric: Literal["return", "win_rate"] = "return"
+    """Evaluation metric to maximise."""
+
+
+class EvalCfg(Section):
+    """Periodic evaluation on fixed episodes."""
+
+    every: int = Field(default=5, ge=1)
+    """Evaluate every this many iterations (and after the last one)."""
+    episodes: int = Field(default=256, ge=1)
+    """Episodes per evaluation (always the same ones)."""
+    sample: bool = False
+    """Sample actions instead of taking the argmax of each head."""
+
+
+class LogCfg(Section):
+    """Which streams are written (events.jsonl, iterations.csv)."""
+
+    action_probs: bool = False
+    """Mean action probabilities per head, per iteration and agent."""
+    actions_rewards: bool = False
+    """Main-action kinds and rewards of the rollout, per iteration and agent."""
+    attrs: bool = False
+    """The world of the first evaluation episode, per evaluation."""
+    encodings: bool = False
+    """Hash codes of the rollout's observations, per iteration and agent."""
+    experiment_start: bool = True
+    """One event at the start of a trial: seed, agents, learners."""
+    interactions: bool = False
+    """Questions asked per partner and answers by intention, per evaluation."""
+    iteration_csv: bool = True
+    """Write iterations.csv (one row per iteration)."""
+    learning: bool = True
+    """Losses per iteration, evaluation metrics and backtracking events."""
+    obs_summary: bool = False
+    """Mean of every observation entry over the rollout, per iteration and agent."""
+    trajectories: bool = False
+    """The first evaluation episode step by step, per evaluation."""
+
+
+class CheckpointCfg(Section):
+    """Checkpoints for --resume."""
+
+    every: int = Field(default=10, ge=1)
+    """Write a checkpoint every this many iterations (and at the end)."""
+
+
+class LearnersCfg(Section):
+    """Learner processes and calls."""
+
+    start_timeout: float = Field(default=60.0, gt=0.0)
+    """Seconds to wait for a learner to become ready."""
+    rpc_timeout: float = Field(default=60.0, gt=0.0)
+    """Deadline of every call except Train, in seconds."""
+    train_timeout: float = Field(default=600.0, gt=0.0)
+    """Deadline of Train, in seconds."""
+    threads: int = Field(default=1, ge=0)
+    """Torch threads of a locally started learner (0: torch's default)."""
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    """Device of a locally started learner."""
+
+
+class RunConfig(Section):
+    """A whole experiment: game, agents, algorithm, logging."""
+
+    name: str = ""
+    """Experiment name (output folder); default: the file's stem."""
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    """Run seed; trial k uses seed + k."""
+    agents: list[AgentSpec | AgentKind] = Field(min_length=2, max_length=16)
+    """Agent kinds, or tables {name, kind, address}."""
+    max_steps: Any = None
+    """Steps per episode (game key)."""
+    init: Any = None
+    """``fixed`` or ``random`` world per episode (game key)."""
+    end_on_first_win: Any = None
+    """End the episode for everyone at the first win (game key)."""
+    attrs: Any = None
+    """count, direct, goal, values (game key)."""
+    incentives: Any = None
+    """Costs and rewards of SPEC 2.4 (game key)."""
+    algorithm: AlgorithmCfg = Field(default_factory=AlgorithmCfg)
+    """Training algorithm."""
+    bonus: BonusCfg = Field(default_factory=BonusCfg)
+    """Exploration bonus."""
+    backtracking: BacktrackingCfg = Field(default_factory=BacktrackingCfg)
+    """Backtracking."""
+    eval: EvalCfg = Field(default_factory=EvalCfg)
+    """Evaluation."""
+    log: LogCfg = Field(default_factory=LogCfg)
+    """Logging streams."""
+    checkpoint: CheckpointCfg = Field(default_factory=CheckpointCfg)
+    """Checkpoints."""
+    learners: LearnersCfg = Field(default_factory=LearnersCfg)
+    """Learner processes."""
+
+    @property
+    def agent_specs(self) -> list[AgentSpec]:
+        """The agents as tables (after loading, every entry is one)."""
+        return [a if isinstance(a, AgentSpec) else AgentSpec(kind=a) for a in self.agents]
+
+    @property
+    def learning_agents(self) -> list[tuple[int, AgentSpec]]:
+        """(slot index, spec) of every learning agent."""
+        return [(i, a) for i, a in enumerate(self.agent_specs) if a.kind == "learner"]
+
+    def game_dict(self) -> dict[str, Any]:
+        """Keyword arguments of casi_sim.GameConfig."""
+        out: dict[str, Any] = {"agents": [a.kind for a in self.agent_specs]}
+        for key in GAME_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+    def game(self) -> Any:
+        """The casi_sim.GameConfig of this run."""
+        from casi_sim import GameConfig
+
+        return GameConfig(**self.game_dict())
+
+    def resolved(self) -> dict[str, Any]:
+        """Every key with its value, game defaults filled in (what config.toml gets)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["agents"] = [a.model_dump(mode="json", exclude_none=True) for a in self.agent_specs]
+        game = self.game().model_dump(mode="json")
+        for key in GAME_KEYS:
+            if key in game:
+                data[key] = game[key]
+        return data
+
+    def fingerprint(self) -> str:
+        """Hash of everything that decides the numbers of a run (not iterations, logging)."""
+        data = self.resolved()
+        data["algorithm"].pop("iterations", None)
+        for key in ("log", "checkpoint", "learners", "name"):
+            data.pop(key, None)
+        for agent in data["agents"]:
+            agent.pop("address", None)
+        text = json.dumps(data, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class ConfigError(Exception):
+    """A config could not be loaded; ``lines`` holds one message per mistake."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    parts = []
+    for item in loc:
+        # pydantic adds the union branch name to locations; it means nothing to a user
+        if isinstance(item, str) and (item in ("AgentSpec", "function-after") or "[" in item):
+            continue
+        parts.append(str(item))
+    return ".".join(parts) or "(top level)"
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed in the table at ``loc`` (for spelling suggestions)."""
+    if loc in (("attrs",), ("incentives",)):
+        import casi_sim
+
+        return list((casi_sim.Attrs if loc[0] == "attrs" else casi_sim.Incentives).model_fields)
+    model: Any = RunConfig
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return list(AgentSpec.model_fields) if "agents" in loc else []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _describe(err: Any) -> str:
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        key = str(err["loc"][-1])
+        close = difflib.get_close_matches(key, _known_keys(tuple(err["loc"][:-1])), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else " (check its spelling and section)"
+        return f"unknown key{hint}"
+    if kind == "missing":
+        return "required key is missing"
+    got = err.get("input")
+    if isinstance(got, dict | list) or got is None:
+        return msg
+    return f"{msg} (got {got!r})"
+
+
+def _error_lines(source: str, errors: list[Any], prefix: tuple[Any, ...] = ()) -> list[str]:
+    lines = []
+    seen = set()
+    for err in errors:
+        loc = prefix + tuple(err["loc"])
+        line = f"{source}: {_dotted(loc)}: {_describe(err)}"
+        if line not in seen:
+            seen.add(line)
+            lines.append(line)
+    return lines
+
+
+def _agent_errors(source: str, agents: Any) -> list[str]:
+    """Errors of the agents list that pydantic's union would report twice, reported once."""
+    if not isinstance(agents, list):
+        return []
+    lines = []
+    kinds = AgentKind.__args__  # type: ignore[attr-defined]
+    for i, item in enumerate(agents):
+        if isinstance(item, str) and item not in kinds:
+            allowed = ", ".join(repr(k) for k in kinds)
+            lines.append(f"{source}: agents.{i}: expected one of {allowed} (got {item!r})")
+        elif isinstance(item, dict):
+            try:
+                AgentSpec.model_validate(item)
+            except ValidationError as exc:
+                lines += _error_lines(source, exc.errors(), ("agents", i))
+        elif not isinstance(item, str):
+            lines.append(f"{source}: agents.{i}: expected a kind or a table (got {item!r})")
+    return lines
+
+
+def _name_agents(data: dict[str, Any], source: str) -> list[str]:
+    """Turns every agents entry into a table with a name; returns naming errors."""
+    agents = data.get("agents")
+    if not isinstance(agents, list):
+        return []
+    named: list[Any] = []
+    for i, item in enumerate(agents):
+        if isinstance(item, str):
+            item = {"kind": item}
+        if isinstance(item, dict):
+            item = dict(item)
+            if not item.get("name"):
+                item["name"] = f"a{i}"
+        named.append(item)
+    data["agents"] = named
+    names = [a["name"] for a in named if isinstance(a, dict) and isinstance(a.get("name"), str)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    return [f"{source}: agents: names must be unique, {n!r} is used twice" for n in dupes]
+
+
+def apply_learner_overrides(data: dict[str, Any], overrides: dict[str, str]) -> list[str]:
+    """Sets ``address`` of the named learners (``--learner NAME=HOST:PORT``)."""
+    lines = []
+    by_name = {a.get("name"): a for a in data.get("agents", []) if isinstance(a, dict)}
+    for name, address in overrides.items():
+        agent = by_name.get(name)
+        if agent is None:
+            known = ", ".join(str(n) for n in by_name) or "none"
+            lines.append(f"--learner {name}={address}: no agent named {name!r} (agents: {known})")
+        elif agent.get("kind", "learner") != "learner":
+            lines.append(
+                f"--learner {name}={address}: agent {name!r} is a scripted "
+                f"{agent.get('kind')!r} agent, not a learner"
+            )
+        else:
+            agent["address"] = address
+    return lines
+
+
+def parse_learner_flags(flags: list[str]) -> tuple[dict[str, str], list[str]]:
+    """``NAME=HOST:PORT`` strings -> ({name: address}, errors)."""
+    out: dict[str, str] = {}
+    errors = []
+    for flag in flags:
+        name, sep, address = flag.partition("=")
+        if not sep or not name or not address:
+            errors.append(f"--learner {flag!r}: expected NAME=HOST:PORT (or NAME=inprocess)")
+        else:
+            out[name] = address
+    return out, errors
+
+
+def validate_config(
+    data: dict[str, Any], source: str, overrides: dict[str, str] | None = None
+) -> RunConfig:
+    """Validates a parsed TOML table; raises ConfigError with every mistake."""
+    data = dict(data)
+    if not data.get("name"):
+        data["name"] = Path(source).stem
+    lines = _name_agents(data, source)
+    lines += apply_learner_overrides(data, overrides or {})
+    cfg = None
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        agent_lines = _agent_errors(source, data.get("agents"))
+        other = [
+            e for e in exc.errors() if not (e["loc"] and e["loc"][0] == "agents" and agent_lines)
+        ]
+        lines += agent_lines
+        if other:
+            lines += _error_lines(source, other)
+    agents = data.get("agents")
+    kinds = [a.get("kind", "learner") for a in agents if isinstance(a, dict)] if agents else []
+    lines += _game_errors(source, kinds, {k: data[k] for k in GAME_KEYS if k in data})
+    if cfg is not None and not cfg.learning_agents:
+        lines.append(f"{source}: agents: at least one agent must be of kind 'learner'")
+    if lines or cfg is None:
+        raise ConfigError(lines)
+    return cfg
+
+
+def _game_errors(source: str, kinds: list[Any], game: dict[str, Any]) -> list[str]:
+    from casi_sim import GameConfig
+
+    valid_kinds = AgentKind.__args__  # type: ignore[attr-defined]
+    if not 2 <= len(kinds) <= 16 or any(k not in valid_kinds for k in kinds):
+        kinds = ["?"]  # the agents list is checked and reported by RunConfig
+    try:
+        GameConfig(agents=kinds, **game)
+    except ValidationError as exc:
+        return [line for line in _error_lines(source, exc.errors()) if ": agents" not in line]
+    return []
+
+
+def load_config(
+    path: str | Path,
+    *,
+    overrides: dict[str, str] | None = None,
+    seed: int | None = None,
+    iterations: int | None = None,
+) -> RunConfig:
+    """Reads and validates a TOML config; raises ConfigError listing every mistake."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read the file ({exc.strerror})"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{source}: TOML syntax error: {exc}"]) from None
+    if seed is not None:
+        data["seed"] = seed
+    if iterations is not None:
+        data.setdefault("algorithm", {})
+        if isinstance(data["algorithm"], dict):
+            data["algorithm"]["iterations"] = iterations
+    return validate_config(data, source, overrides)

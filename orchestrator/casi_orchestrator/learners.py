@@ -1,0 +1,251 @@
+"""Connecting the orchestrator to its learners.
+
+Each learning agent gets a :class:`casi_proto.api.Net`:
+
+- ``address = "HOST:PORT"`` (config or ``--learner NAME=HOST:PORT``): a gRPC client to a
+  learner someone else runs;
+- no address: a ``casi-learner`` subprocess started on a free loopback port, stopped at the end
+  (SIGTERM, a grace period, then SIGKILL), also after an error or Ctrl-C;
+- ``address = "inprocess"``: ``casi_learner.torch_net.TorchNet`` in this process (needs the
+  ``casi-learner`` distribution, which brings torch).
+
+Locally started learners run in their own session, so a Ctrl-C in the terminal reaches only
+the orchestrator, which finishes its iteration and checkpoints before stopping them; on Linux
+they also receive SIGTERM if the orchestrator dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from casi_proto.api import Net
+from casi_proto.errors import UNAVAILABLE, NetError
+
+from casi_orchestrator.config import LearnersCfg
+
+READY = re.compile(r"ready on (\S+)")
+INPROCESS = "inprocess"
+STOP_GRACE = 10.0
+
+
+class LearnerStartError(Exception):
+    """A learner could not be started or reached; the message names the agent."""
+
+
+@dataclass
+class Learner:
+    """One learning agent's Net and, if we started it, its process."""
+
+    name: str
+    net: Net
+    address: str
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def local(self) -> bool:
+        """True if this orchestrator started the learner process."""
+        return self.process is not None
+
+    def alive(self) -> bool:
+        """False once a locally started process has exited."""
+        return self.process is None or self.process.poll() is None
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _read_ready_line(proc: subprocess.Popen[bytes], timeout: float) -> str | None:
+    """The learner's first stdout line, or None if none came within ``timeout`` s."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    buf = b""
+    try:
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(min(left, 0.5)):
+                if left <= 0 or proc.poll() is not None:
+                    return None
+                continue
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                return None
+            buf += chunk
+    finally:
+        sel.close()
+    return buf.split(b"\n", 1)[0].decode(errors="replace")
+
+
+def _tail(path: Path | None, n: int = 15) -> str:
+    if path is None or not path.exists():
+        return ""
+    lines = path.read_text(errors="replace").splitlines()[-n:]
+    return "\n".join("    " + line for line in lines)
+
+
+class LearnerPool:
+    """Starts, connects and finally stops the learners of one run."""
+
+    def __init__(self, cfg: LearnersCfg, log_dir: Path) -> None:
+        self.cfg = cfg
+        self.log_dir = log_dir
+        self.learners: dict[str, Learner] = {}
+        self._logs: list[IO[bytes]] = []
+
+    def __enter__(self) -> LearnerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self, name: str, address: str | None) -> Learner:
+        """Connects (or starts) the learner of agent ``name``."""
+        if address == INPROCESS:
+            learner = Learner(name, _inprocess_net(name, self.cfg), INPROCESS)
+        elif address:
+            learner = Learner(name, self._connect(name, address), address)
+        else:
+            learner = self._start_local(name)
+        self.learners[name] = learner
+        return learner
+
+    def add(self, name: str, net: Net, address: str = "custom") -> Learner:
+        """Uses ``net`` (any object implementing Net) for agent ``name``."""
+        learner = Learner(name, net, address)
+        self.learners[name] = learner
+        return learner
+
+    def _connect(self, name: str, address: str) -> Net:
+        from casi_proto.client import NetClient
+
+        client = NetClient(
+            address,
+            name=name,
+            timeout=self.cfg.rpc_timeout,
+            train_timeout=self.cfg.train_timeout,
+            token=os.environ.get("CASI_TOKEN") or None,
+        )
+        try:
+            client.wait_ready(self.cfg.start_timeout)
+        except NetError as exc:
+            client.close()
+            raise LearnerStartError(
+                f"learner of agent {name!r} at {address} is not reachable after "
+                f"{self.cfg.start_timeout:g} s: {exc.message}"
+            ) from None
+        return client
+
+    def _start_local(self, name: str) -> Learner:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"learner-{name}.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
+        self._logs.append(log)
+        cmd = [
+            sys.executable, "-m", "casi_learner", "--port", "0", "--host", "127.0.0.1",
+            "--policy", "torch", "--device", self.cfg.device,
+        ]  # fmt: skip
+        if self.cfg.threads:
+            cmd += ["--threads", str(self.cfg.threads)]
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+        )
+        line = _read_ready_line(proc, self.cfg.start_timeout)
+        match = READY.search(line or "")
+        if match is None:
+            _stop(proc)
+            why = f"printed {line!r}" if line else "printed no ready line"
+            raise LearnerStartError(
+                f"the local learner of agent {name!r} ({' '.join(cmd)}) {why} within "
+                f"{self.cfg.start_timeout:g} s (exit status {proc.poll()}); its log "
+                f"{log_path}:\n{_tail(log_path)}"
+            )
+        address = match.group(1)
+        try:
+            net = self._connect(name, address)
+        except LearnerStartError:
+            _stop(proc)
+            raise
+        return Learner(name, net, address, proc, log_path)
+
+    def restart(self, name: str) -> Learner:
+        """Replaces a dead locally started learner by a fresh process (not yet Init-ed)."""
+        old = self.learners[name]
+        if not old.local:
+            raise NetError(UNAVAILABLE, f"agent {name} at {old.address}: cannot restart it")
+        _close_net(old.net)
+        assert old.process is not None
+        _stop(old.process)
+        new = self._start_local(name)
+        self.learners[name] = new
+        return new
+
+    def close(self) -> None:
+        """Closes every connection and stops every process this pool started."""
+        for learner in self.learners.values():
+            _close_net(learner.net)
+        procs = [lr.process for lr in self.learners.values() if lr.process is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            _stop(proc)
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+        self.learners.clear()
+
+
+def _close_net(net: Net) -> None:
+    close = getattr(net, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
+    """SIGTERM, wait up to ``grace`` s, then SIGKILL."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _inprocess_net(name: str, cfg: LearnersCfg) -> Net:
+    try:
+        from casi_learner.torch_net import TorchNet
+    except ImportError as exc:
+        raise LearnerStartError(
+            f"agent {name!r} asks for an in-process learner, but casi_learner.torch_net "
+            f"cannot be imported ({exc}); install it with `pip install -e ./learner` "
+            f"(or casi-orchestrator[inprocess])"
+        ) from None
+    net: Net = TorchNet(device=cfg.device, threads=cfg.threads or None)
+    return net

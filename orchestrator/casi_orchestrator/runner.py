@@ -1,0 +1,145 @@
+"""One ``casi run``: learners up, every trial, plots, a summary; learners down."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from casi_proto.errors import NetError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from casi_orchestrator.checkpoint import CheckpointError, find_checkpoint
+from casi_orchestrator.config import RunConfig
+from casi_orchestrator.learners import LearnerPool, LearnerStartError
+from casi_orchestrator.outputs import TrialOutput
+from casi_orchestrator.trainer import ResumeError, Trainer, TrialResult
+
+EXIT_ERROR = 1
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("eval win {task.fields[win]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _win_text(last_eval: dict[str, dict[str, float | None]]) -> str:
+    if not last_eval:
+        return "-"
+    return " ".join(f"{name}={m['win_rate']:.2f}" for name, m in last_eval.items())
+
+
+def _summary(console: Console, cfg: RunConfig, folder: Path, results: list[TrialResult]) -> None:
+    table = Table(title=f"{cfg.name}: {folder}", title_justify="left")
+    for col in ("trial", "iters", "agent-steps", "wall s", "agent", "win", "return", "asks"):
+        table.add_column(col, justify="left" if col == "agent" else "right")
+    table.add_column("end")
+    for k, r in enumerate(results):
+        end = "stopped early" if r.stopped_early else "interrupted" if r.interrupted else "done"
+        steps = f"{r.agent_steps / 1e6:.2f}M" if r.agent_steps >= 1e6 else f"{r.agent_steps:,}"
+        for name, m in (r.last_eval or {"-": {}}).items():
+            table.add_row(
+                str(k), str(r.iteration), steps, f"{r.wall_time:.0f}", name,
+                _fmt(m.get("win_rate")), _fmt(m.get("return")), _fmt(m.get("questions")), end,
+            )  # fmt: skip
+    console.print(table)
+    console.print(f"outputs in {folder}: trial-*/ (iterations.csv, events.jsonl, checkpoint/, "
+                  "curves.png) and curves.png")  # fmt: skip
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _plot(folder: Path, out: Path, console: Console) -> None:
+    try:
+        from casi_orchestrator.plot import plot_runs
+
+        plot_runs([folder], out)
+    except Exception as exc:  # a failed plot must not fail a finished run
+        console.print(f"[yellow]could not draw {out}: {exc}[/yellow]")
+
+
+def run_experiment(
+    cfg: RunConfig,
+    runs_root: Path,
+    trials: int,
+    resume: bool,
+    should_stop: Callable[[], bool] | None = None,
+    console: Console | None = None,
+) -> int:
+    """Runs ``trials`` trials of ``cfg`` under ``runs_root/<name>``; returns the exit status."""
+    console = console or Console(stderr=True)
+    stop = should_stop or (lambda: False)
+    folder = runs_root / cfg.name
+    names = [spec.name for _, spec in cfg.learning_agents]
+    results: list[TrialResult] = []
+    try:
+        with LearnerPool(cfg.learners, folder) as pool:
+            for _, spec in cfg.learning_agents:
+                console.print(f"learner {spec.name}: {spec.address or 'local subprocess'}")
+                learner = pool.open(spec.name, spec.address)
+                console.print(f"learner {spec.name}: ready at {learner.address}")
+            for trial in range(trials):
+                result = _run_trial(cfg, trial, pool, folder, names, resume, stop, console)
+                results.append(result)
+                if result.interrupted:
+                    break
+    except (LearnerStartError, ResumeError, CheckpointError, NetError) as exc:
+        console.print(f"[red]casi: {exc}[/red]")
+        return EXIT_ERROR
+    if results and not results[-1].interrupted:
+        _plot(folder, folder / "curves.png", console)
+    _summary(console, cfg, folder, results)
+    signum = getattr(should_stop, "signum", None)
+    if results and results[-1].interrupted and signum:
+        console.print(f"interrupted; resume with: casi run ... --resume (signal {signum})")
+        return 128 + int(signum)
+    return 0
+
+
+def _run_trial(
+    cfg: RunConfig,
+    trial: int,
+    pool: LearnerPool,
+    folder: Path,
+    names: list[str],
+    resume: bool,
+    stop: Callable[[], bool],
+    console: Console,
+) -> TrialResult:
+    trial_dir = folder / f"trial-{trial}"
+    if resume and find_checkpoint(trial_dir / "checkpoint") is None and trial_dir.exists():
+        console.print(f"{trial_dir}: no checkpoint yet, running this trial from the start")
+    out = TrialOutput(trial_dir, names, cfg.log.iteration_csv)
+    trainer = Trainer(cfg, trial, pool, out, stop)
+    total = cfg.algorithm.iterations
+    try:
+        with _progress(console) as progress:
+            task = progress.add_task(f"{cfg.name} trial {trial}", total=total, win="-")
+
+            def update(it: int, last_eval: dict[str, dict[str, float | None]]) -> None:
+                progress.update(task, completed=it, win=_win_text(last_eval))
+
+            result = trainer.run(resume, update)
+            progress.update(task, completed=result.iteration, win=_win_text(result.last_eval))
+    finally:
+        trainer.close()
+    if not result.interrupted:
+        _plot(folder, trial_dir / "curves.png", console)
+    return result
