@@ -105,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-    net, device = make_net(args)
+    try:
+        net, device = make_net(args)
+    except ValueError as exc:  # e.g. --device cuda on a host without CUDA
+        print(f"casi-learner: {exc}", file=sys.stderr)
+        return 2
     try:
         server, port, health = build_server(
             net,

@@ -161,6 +161,19 @@ def test_usage_errors_exit_2_and_busy_port_exits_1() -> None:
     assert f"cannot bind 127.0.0.1:{port}" in busy.stderr and busy.stdout == ""
 
 
+def test_cuda_without_a_gpu_exits_2_with_one_sentence() -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this host has CUDA")
+    run = [sys.executable, "-m", "casi_learner", "--port", "0", "--device", "cuda"]
+    result = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "cuda" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
 def test_tls_from_the_command_line(tmp_path: Path) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed; scripts/make-test-ca.sh needs it")
