@@ -2,11 +2,12 @@
 # Make a throw-away certificate authority and certificates for testing TLS between
 # the orchestrator and casi-learner. NOT for production: keys are unencrypted.
 #
-#   scripts/make-test-ca.sh OUTDIR
+#   scripts/make-test-ca.sh OUTDIR [HOST_OR_IP ...]
 #
 # Writes into OUTDIR (created if missing):
 #   ca.pem, ca.key          the test CA (1 day)
-#   server.pem, server.key  server certificate for 127.0.0.1, ::1 and localhost
+#   server.pem, server.key  server certificate for 127.0.0.1, ::1, localhost and every
+#                           HOST_OR_IP given (e.g. gpu1.lab 10.0.0.7)
 #   client.pem, client.key  client certificate (CN casi-client) for mutual TLS
 #
 # TLS:         casi-learner --tls-cert OUTDIR/server.pem --tls-key OUTDIR/server.key
@@ -14,12 +15,24 @@
 # mutual TLS:  add --tls-client-ca OUTDIR/ca.pem to the learner and
 #              client_cert=OUTDIR/client.pem, client_key=OUTDIR/client.key to the client.
 set -euo pipefail
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 OUTDIR" >&2
+if [[ $# -lt 1 ]]; then
+    echo "usage: $0 OUTDIR [HOST_OR_IP ...]" >&2
     exit 2
 fi
 command -v openssl >/dev/null || { echo "$0: openssl not found on PATH" >&2; exit 1; }
 out=$1
+shift
+names="IP:127.0.0.1,IP:::1,DNS:localhost"
+for name in "$@"; do
+    if [[ $name =~ ^[0-9.]+$ || $name == *:* ]]; then
+        names+=",IP:$name"
+    elif [[ $name =~ ^[A-Za-z0-9*]([A-Za-z0-9.*-]*[A-Za-z0-9])?$ ]]; then
+        names+=",DNS:$name"
+    else
+        echo "$0: $name is neither a host name nor an IP address" >&2
+        exit 2
+    fi
+done
 mkdir -p "$out"
 cd "$out"
 umask 077
@@ -43,7 +56,7 @@ sign() {  # sign NAME CN EXTENSIONS
 sign server localhost "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost"
+subjectAltName=$names"
 sign client casi-client "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"

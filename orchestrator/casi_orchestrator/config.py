@@ -15,10 +15,18 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 AgentKind = Literal["learner", "random", "honest", "liar", "silent"]
 GAME_KEYS = ("max_steps", "init", "end_on_first_win", "attrs", "incentives")
+DEFAULT_TOKEN_ENV = "CASI_TOKEN"
 
 
 class Section(BaseModel):
@@ -127,6 +135,8 @@ class EvalCfg(Section):
     """Episodes per evaluation (always the same ones)."""
     sample: bool = False
     """Sample actions instead of taking the argmax of each head."""
+    target_win_rate: float | None = Field(default=None, gt=0.0, le=1.0)
+    """End the trial once every learning agent's evaluated win rate is >= this (none: off)."""
 
 
 class LogCfg(Section):
@@ -174,6 +184,41 @@ class LearnersCfg(Section):
     """Torch threads of a locally started learner (0: torch's default)."""
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     """Device of a locally started learner."""
+    max_message_mb: int = Field(default=256, ge=1)
+    """gRPC message size limit (MiB) of the orchestrator's calls and of local learners."""
+    remote_wait: float = Field(default=30.0, ge=0.0)
+    """Seconds to wait for a learner given by address that stops answering mid-run (0: none)."""
+    token_env: str = Field(default=DEFAULT_TOKEN_ENV, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Environment variable holding the bearer token sent to every learner."""
+    tls_ca: str | None = None
+    """PEM CA certificate the remote learners' certificates must chain to; turns TLS on."""
+    tls_cert: str | None = None
+    """PEM client certificate for mutual TLS (with ``tls_key``; needs ``tls_ca``)."""
+    tls_key: str | None = None
+    """PEM key of ``tls_cert``."""
+    tls_server_name: str | None = None
+    """Name checked against the learners' certificates instead of the host of the address."""
+
+    @field_validator("tls_ca", "tls_cert", "tls_key")
+    @classmethod
+    def _readable(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(
+                f"no such file {v!r} (relative paths start from the working directory)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> LearnersCfg:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError(
+                "tls_cert and tls_key go together (the client certificate and its key)"
+            )
+        if self.tls_ca is None and (self.tls_cert is not None or self.tls_server_name is not None):
+            raise ValueError(
+                "tls_cert, tls_key and tls_server_name need tls_ca (TLS is on with tls_ca)"
+            )
+        return self
 
 
 class RunConfig(Section):
@@ -249,6 +294,7 @@ class RunConfig(Section):
         """Hash of everything that decides the numbers of a run (not iterations, logging)."""
         data = self.resolved()
         data["algorithm"].pop("iterations", None)
+        data["eval"].pop("target_win_rate", None)
         for key in ("log", "checkpoint", "learners", "name"):
             data.pop(key, None)
         for agent in data["agents"]:
@@ -440,8 +486,14 @@ def load_config(
     overrides: dict[str, str] | None = None,
     seed: int | None = None,
     iterations: int | None = None,
+    learners: dict[str, Any] | None = None,
+    target_win_rate: float | None = None,
 ) -> RunConfig:
-    """Reads and validates a TOML config; raises ConfigError listing every mistake."""
+    """Reads and validates a TOML config; raises ConfigError listing every mistake.
+
+    ``learners`` sets keys of the ``[learners]`` section (command-line options win);
+    ``target_win_rate`` sets ``eval.target_win_rate``.
+    """
     path = Path(path)
     source = str(path)
     try:
@@ -458,4 +510,12 @@ def load_config(
         data.setdefault("algorithm", {})
         if isinstance(data["algorithm"], dict):
             data["algorithm"]["iterations"] = iterations
+    if target_win_rate is not None:
+        data.setdefault("eval", {})
+        if isinstance(data["eval"], dict):
+            data["eval"]["target_win_rate"] = target_win_rate
+    if learners:
+        data.setdefault("learners", {})
+        if isinstance(data["learners"], dict):
+            data["learners"].update(learners)
     return validate_config(data, source, overrides)

@@ -9,6 +9,11 @@ Each learning agent gets a :class:`casi_proto.api.Net`:
 - ``address = "inprocess"``: ``casi_learner.torch_net.TorchNet`` in this process (needs the
   ``casi-learner`` distribution, which brings torch).
 
+Every learner is sent the bearer token held by the environment variable
+``[learners] token_env`` (default ``CASI_TOKEN``) when it is set; a locally started learner is
+given the same token. ``[learners] tls_ca`` (with ``tls_cert`` and ``tls_key`` for mutual TLS)
+turns TLS on for the learners given by address; local ones listen on loopback in plaintext.
+
 Locally started learners run in their own session, so a Ctrl-C in the terminal reaches only
 the orchestrator, which finishes its iteration and checkpoints before stopping them; on Linux
 they also receive SIGTERM if the orchestrator dies.
@@ -32,7 +37,7 @@ from typing import IO, Any
 from casi_proto.api import Net
 from casi_proto.errors import UNAVAILABLE, NetError
 
-from casi_orchestrator.config import LearnersCfg
+from casi_orchestrator.config import DEFAULT_TOKEN_ENV, LearnersCfg
 
 READY = re.compile(r"ready on (\S+)")
 INPROCESS = "inprocess"
@@ -58,6 +63,11 @@ class Learner:
     def local(self) -> bool:
         """True if this orchestrator started the learner process."""
         return self.process is not None
+
+    @property
+    def remote(self) -> bool:
+        """True for a learner given by address (someone else runs it)."""
+        return self.process is None and self.address != INPROCESS and hasattr(self.net, "health")
 
     def alive(self) -> bool:
         """False once a locally started process has exited."""
@@ -132,16 +142,41 @@ class LearnerPool:
         self.learners[name] = learner
         return learner
 
-    def _connect(self, name: str, address: str) -> Net:
+    def token(self) -> str | None:
+        """The bearer token sent to the learners (from ``token_env``), or None."""
+        token = os.environ.get(self.cfg.token_env) or None
+        if token is None and self.cfg.token_env != DEFAULT_TOKEN_ENV:
+            raise LearnerStartError(
+                f"learners.token_env = {self.cfg.token_env!r}, but that environment variable "
+                "is not set (or empty); export it with the learners' token"
+            )
+        return token
+
+    def _connect(self, name: str, address: str, remote: bool = True) -> Net:
         from casi_proto.client import NetClient
 
-        client = NetClient(
-            address,
-            name=name,
-            timeout=self.cfg.rpc_timeout,
-            train_timeout=self.cfg.train_timeout,
-            token=os.environ.get("CASI_TOKEN") or None,
-        )
+        tls: dict[str, Any] = {}
+        if remote and self.cfg.tls_ca is not None:
+            tls = {
+                "root_cert": self.cfg.tls_ca,
+                "client_cert": self.cfg.tls_cert,
+                "client_key": self.cfg.tls_key,
+                "server_name": self.cfg.tls_server_name,
+            }
+        try:
+            client = NetClient(
+                address,
+                name=name,
+                timeout=self.cfg.rpc_timeout,
+                train_timeout=self.cfg.train_timeout,
+                max_message_mb=self.cfg.max_message_mb,
+                token=self.token(),
+                **tls,
+            )
+        except OSError as exc:
+            raise LearnerStartError(
+                f"learner of agent {name!r} at {address}: cannot read a TLS file ({exc})"
+            ) from None
         try:
             client.wait_ready(self.cfg.start_timeout)
         except NetError as exc:
@@ -160,11 +195,17 @@ class LearnerPool:
         cmd = [
             sys.executable, "-m", "casi_learner", "--port", "0", "--host", "127.0.0.1",
             "--policy", "torch", "--device", self.cfg.device,
+            "--max-message-mb", str(self.cfg.max_message_mb),
         ]  # fmt: skip
         if self.cfg.threads:
             cmd += ["--threads", str(self.cfg.threads)]
+        env = {k: v for k, v in os.environ.items() if k != "CASI_TOKEN"}
+        token = self.token()
+        if token:  # the learner expects the token this pool sends
+            env["CASI_TOKEN"] = token
         proc = subprocess.Popen(
             cmd,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -183,7 +224,7 @@ class LearnerPool:
             )
         address = match.group(1)
         try:
-            net = self._connect(name, address)
+            net = self._connect(name, address, remote=False)
         except LearnerStartError:
             _stop(proc)
             raise
@@ -207,8 +248,7 @@ class LearnerPool:
             _close_net(learner.net)
         procs = [lr.process for lr in self.learners.values() if lr.process is not None]
         for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            _terminate(proc)
         for proc in procs:
             _stop(proc)
         for log in self._logs:
@@ -224,11 +264,18 @@ def _close_net(net: Net) -> None:
             close()
 
 
-def _stop(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
-    """SIGTERM, wait up to ``grace`` s, then SIGKILL."""
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGCONT so that a stopped (SIGSTOP) learner can act on it."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGCONT)
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
+    """SIGTERM (and SIGCONT), wait up to ``grace`` s, then SIGKILL."""
+    if proc.poll() is None:
+        _terminate(proc)
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:

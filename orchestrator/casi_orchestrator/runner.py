@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from casi_proto.errors import NetError
+from casi_sim import BatchSim
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -17,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from casi_orchestrator.bonus import CountBonus
 from casi_orchestrator.checkpoint import CheckpointError, find_checkpoint
 from casi_orchestrator.config import RunConfig
 from casi_orchestrator.learners import LearnerPool, LearnerStartError
@@ -75,6 +80,21 @@ def _plot(folder: Path, out: Path, console: Console) -> None:
         console.print(f"[yellow]could not draw {out}: {exc}[/yellow]")
 
 
+def _warm_kernels(cfg: RunConfig) -> None:
+    """Loads (or compiles) the simulator's and the bonus's numba kernels.
+
+    Runs in a thread while the learners start (the orchestrator only waits for them then), so
+    that the first iteration does not pay for it. A failure here shows again in the trial.
+    """
+    with contextlib.suppress(Exception):
+        game, b = cfg.game(), cfg.bonus
+        sim = BatchSim(game, batch=1, seed=0)
+        obs = sim.reset()
+        na = game.n_agents
+        sim.step(np.zeros((1, na), np.int64), np.zeros((1, na, na), np.int64))
+        CountBonus(b.kind, game.obs_dim, bits=b.bits, quant_bits=b.quant_bits)(obs[:, 0])
+
+
 def run_experiment(
     cfg: RunConfig,
     runs_root: Path,
@@ -89,19 +109,23 @@ def run_experiment(
     folder = runs_root / cfg.name
     names = [spec.name for _, spec in cfg.learning_agents]
     results: list[TrialResult] = []
+    warm = threading.Thread(target=_warm_kernels, args=(cfg,), name="casi-warm-up", daemon=True)
+    warm.start()
     try:
         with LearnerPool(cfg.learners, folder) as pool:
             for _, spec in cfg.learning_agents:
                 console.print(f"learner {spec.name}: {spec.address or 'local subprocess'}")
                 learner = pool.open(spec.name, spec.address)
                 console.print(f"learner {spec.name}: ready at {learner.address}")
+            warm.join()
             for trial in range(trials):
                 result = _run_trial(cfg, trial, pool, folder, names, resume, stop, console)
                 results.append(result)
                 if result.interrupted:
                     break
     except (LearnerStartError, ResumeError, CheckpointError, NetError) as exc:
-        console.print(f"[red]casi: {exc}[/red]")
+        # no markup (messages hold shapes like [16, 10]) and no wrapping (paths stay whole)
+        console.print(f"casi: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
         return EXIT_ERROR
     if results and not results[-1].interrupted:
         _plot(folder, folder / "curves.png", console)

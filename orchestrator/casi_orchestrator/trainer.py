@@ -32,7 +32,7 @@ import numpy as np
 from casi.v1 import net_pb2
 from casi_proto import PROTOCOL_VERSION
 from casi_proto.api import Params, Sequences
-from casi_proto.errors import NetError
+from casi_proto.errors import DEADLINE_EXCEEDED, FAILED_PRECONDITION, UNAVAILABLE, NetError
 from casi_sim import BatchSim
 
 from casi_orchestrator import sampling
@@ -165,6 +165,7 @@ class Trainer:
         self.init_replies: dict[str, net_pb2.InitReply] = {}
         self._snapshot: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None
         self._written = -1
+        self._failed: dict[str, NetError] = {}
         self._t0 = time.monotonic()
         self.finished_before = False
 
@@ -206,11 +207,22 @@ class Trainer:
     def _each(
         self, fn: Callable[[AgentState], T], agents: list[AgentState] | None = None
     ) -> list[T]:
-        """``fn`` on every agent, concurrently; the first error is raised once all are done."""
+        """``fn`` on every agent, concurrently; the first error is raised once all are done.
+
+        The agents whose call failed are kept in ``_failed`` for :meth:`_recovering`.
+        """
         agents = self.agents if agents is None else agents
+
+        def call(a: AgentState) -> T:
+            try:
+                return fn(a)
+            except NetError as exc:
+                self._failed[a.name] = exc
+                raise
+
         if len(agents) == 1:
-            return [fn(agents[0])]
-        futures = [self.executor.submit(fn, a) for a in agents]
+            return [call(agents[0])]
+        futures = [self.executor.submit(call, a) for a in agents]
         errors = [f.exception() for f in futures]
         for err in errors:
             if err is not None:
@@ -218,27 +230,70 @@ class Trainer:
         return [f.result() for f in futures]
 
     def _recovering(self, phase: Callable[[], T]) -> T:
-        """Runs ``phase``; if a locally started learner died, restarts it and runs it again."""
+        """Runs ``phase``; if a learner was lost and is back, runs it again.
+
+        A locally started learner that died is restarted; a remote one that stopped answering
+        is waited for (``learners.remote_wait``). Either is re-Init-ed and given its last
+        parameters and optimizer state before the phase is repeated.
+        """
         for attempt in range(RECOVERY_ATTEMPTS):
+            self._failed = {}
             try:
                 return phase()
             except NetError:
-                dead = self._dead_agents()
-                if not dead or attempt == RECOVERY_ATTEMPTS - 1:
+                failed = dict(self._failed)
+                local = any(a.learner.local for a in self.agents if a.name in failed)
+                dead = self._dead_agents(wait=3.0 if local else 0.0)
+                lost = [a for a in self.agents if a.name in failed and a.learner.remote]
+                if not (dead or lost) or attempt == RECOVERY_ATTEMPTS - 1:
                     raise
                 for agent in dead:
                     self._revive(agent)
+                for agent in lost:
+                    self._reconnect(agent, failed[agent.name])
         raise AssertionError("unreachable")
 
     def _dead_agents(self, wait: float = 3.0) -> list[AgentState]:
+        """Locally started learners whose process exited (waiting up to ``wait`` s for one)."""
         local = [a for a in self.agents if a.learner.local]
         deadline = time.monotonic() + wait
-        while local and time.monotonic() < deadline:
+        while local:
             dead = [a for a in local if not a.learner.alive()]
-            if dead:
+            if dead or time.monotonic() >= deadline:
                 return dead
             time.sleep(0.1)
         return []
+
+    def _reconnect(self, agent: AgentState, error: NetError) -> None:
+        """Waits up to ``learners.remote_wait`` s for a remote learner, then restores it.
+
+        Only a learner that is gone (unreachable, or back without its model) is waited for;
+        one that answers its health check but missed a deadline is hung: ``error`` is raised.
+        """
+        net, wait = agent.net, self.cfg.learners.remote_wait
+        if error.code == DEADLINE_EXCEEDED:
+            try:
+                serving = net.health(timeout=1.0) == "SERVING"
+            except NetError:
+                serving = False
+            if serving:
+                raise error from None
+        elif error.code not in (UNAVAILABLE, FAILED_PRECONDITION):
+            raise error from None
+        try:
+            net.wait_ready(wait)
+        except NetError:
+            raise NetError(
+                error.code,
+                f"{error.message}; waited {wait:g} s (learners.remote_wait) for it to answer again",
+            ) from None
+        net.init(self.net_cfg(agent))
+        if agent.params is not None:
+            net.set_params(agent.params)
+        self.out.event(
+            "learning", self.iteration, event="learner_reconnected", agent=agent.name,
+            address=agent.learner.address,
+        )  # fmt: skip
 
     def _revive(self, agent: AgentState) -> None:
         """Restarts a dead local learner and gives it back its last parameters."""
@@ -389,7 +444,8 @@ class Trainer:
         resume: bool = False,
         on_iteration: Callable[[int, dict[str, dict[str, float | None]]], None] | None = None,
     ) -> TrialResult:
-        """Runs the trial up to ``algorithm.iterations``; checkpoints on the way and at the end.
+        """Runs the trial up to ``algorithm.iterations`` (or the first evaluation that meets
+        ``eval.target_win_rate``); checkpoints on the way and at the end.
 
         If an iteration fails (a learner lost for good), the state after the last completed
         iteration is checkpointed before the error is raised.
@@ -399,7 +455,7 @@ class Trainer:
         total = self.cfg.algorithm.iterations
         interrupted = False
         try:
-            while self.iteration < total and not self.all_stopped:
+            while self.iteration < total and not (self.all_stopped or self.reached_target):
                 if self.should_stop():
                     break
                 self.step(self.iteration + 1)
@@ -408,11 +464,21 @@ class Trainer:
                     on_iteration(self.iteration, self.last_eval)
                 if self.iteration % self.cfg.checkpoint.every == 0:
                     self.checkpoint()
-            interrupted = self.should_stop() and self.iteration < total and not self.all_stopped
+            interrupted = (
+                self.should_stop()
+                and self.iteration < total
+                and not (self.all_stopped or self.reached_target)
+            )
             self.checkpoint(finished=not interrupted)
-        except BaseException:
+        except BaseException as exc:
             if self._snapshot is not None and self._snapshot[1]["iteration"] > self._written:
                 self.checkpoint()
+            if isinstance(exc, NetError) and self._written >= 0:
+                raise NetError(
+                    exc.code,
+                    f"{exc.message}\nthe run stopped; iteration {self._written} is checkpointed in "
+                    f"{self.out.folder / 'checkpoint'}: continue with `casi run CONFIG --resume`",
+                ) from None
             raise
         finally:
             self.out.close()
@@ -424,6 +490,15 @@ class Trainer:
     @property
     def all_stopped(self) -> bool:
         return all(a.stopped for a in self.agents)
+
+    @property
+    def reached_target(self) -> bool:
+        """True once the last evaluation met ``eval.target_win_rate`` for every agent."""
+        target = self.cfg.eval.target_win_rate
+        if target is None or not self.last_eval:
+            return False
+        rates = [self.last_eval.get(a.name, {}).get("win_rate") for a in self.agents]
+        return all(r is not None and r >= target for r in rates)
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)

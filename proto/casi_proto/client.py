@@ -39,7 +39,12 @@ def _read(source: str | Path | bytes | None) -> bytes | None:
 
 
 class NetClient:
-    """Client of one learner's Net service; implements ``casi_proto.api.Net``."""
+    """Client of one learner's Net service; implements ``casi_proto.api.Net``.
+
+    TLS is on when ``root_cert`` (the CA the server's certificate must chain to) or a client
+    certificate is given; ``client_cert`` + ``client_key`` add mutual TLS; ``server_name``
+    replaces the address's host when the server's certificate is checked.
+    """
 
     def __init__(
         self,
@@ -50,6 +55,7 @@ class NetClient:
         root_cert: str | Path | bytes | None = None,
         client_cert: str | Path | bytes | None = None,
         client_key: str | Path | bytes | None = None,
+        server_name: str | None = None,
         timeout: float = 60.0,
         train_timeout: float = 600.0,
         max_message_mb: int = 256,
@@ -67,7 +73,7 @@ class NetClient:
         self.prefix = f"agent {name} at {address}: " if name else f"agent at {address}: "
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         limit = max_message_mb * 1024 * 1024
-        options = [
+        options: list[tuple[str, int | str]] = [
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
             *_RECONNECT,
@@ -80,6 +86,8 @@ class NetClient:
                 private_key=_read(client_key),
                 certificate_chain=_read(client_cert),
             )
+            if server_name:  # the name the server's certificate is checked against
+                options.append(("grpc.ssl_target_name_override", server_name))
             self._channel = grpc.secure_channel(address, creds, options=options)
         self._stub = net_pb2_grpc.NetStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)

@@ -183,3 +183,12 @@ def test_cli_toml_syntax_error_exits_2(tmp_path: Path) -> None:
     proc = run_cli("run", str(path))
     assert proc.returncode == 2
     assert "TOML syntax error" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_target_win_rate_comes_from_the_file_or_the_command_line(tmp_path: Path) -> None:
+    path = write(tmp_path, 'agents = ["learner", "honest"]\n' + GAME + "[eval]\nevery = 2\n")
+    assert load_config(path).eval.target_win_rate is None
+    assert load_config(path, target_win_rate=0.9).eval.target_win_rate == 0.9
+    with pytest.raises(ConfigError) as err:
+        load_config(path, target_win_rate=1.5)
+    assert any("eval.target_win_rate" in line for line in err.value.lines)

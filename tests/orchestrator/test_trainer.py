@@ -194,3 +194,21 @@ def test_a_learner_that_wins_at_once_acts_once_per_episode(tmp_path: Path) -> No
     events = (tmp_path / "run" / "trial-0" / "events.jsonl").read_text()
     # the honest partner pays 20 for replying to a learner that asked nothing
     assert f'"steps":[{{"t":0,"actions":{{"a0":[{guess},0,0]}},"rewards":[300.0,-20.0]}}' in events
+
+
+def test_a_trial_ends_at_the_first_evaluation_that_meets_the_target(tmp_path: Path) -> None:
+    from casi_sim import BatchSim, guess_action
+
+    cfg = config(tmp_path, init="fixed", eval={"target_win_rate": 0.9})
+    assert cfg.fingerprint() == config(tmp_path, init="fixed").fingerprint()
+    world = BatchSim(cfg.game(), batch=1, seed=sampling.derive_seed(cfg.seed, 0, sampling.WORLD))
+    world.reset()
+    state = world.state()
+    goal = int(np.flatnonzero(state["goal"][0, 0])[0])
+    guess = guess_action(cfg.game(), goal, int(state["values"][0, goal]))
+    result, rows = run_trial(cfg, tmp_path / "won", {"a0": Cheat(guess)})
+    # evaluations at iterations 2 and 4: the first one already wins every episode
+    assert result.iteration == 2 and len(rows) == 2 and not result.interrupted
+    assert not result.stopped_early and rows[1]["a0.win_rate"] == "1.0"
+    result, rows = run_trial(cfg, tmp_path / "lost", {"a0": ScriptedNet("silent")})
+    assert result.iteration == 4 and len(rows) == 4
