@@ -1,8 +1,10 @@
-"""``casi``: run experiments and plot them.
+"""``casi``: run experiments, plot them and tabulate their results.
 
     casi run CONFIG [--trials N] [--learner NAME=HOST:PORT ...] [--iterations N]
-                    [--resume] [--out DIR] [--seed S]
+                    [--resume] [--out DIR] [--seed S] [--target-win-rate R]
+                    [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]
     casi plot RUN... [--ewma A] [--metric M] [--out FILE]
+    casi summary RUN... [--target R]
 
 Exit status: 0 done, 1 a learner or checkpoint problem, 2 a bad config or command line,
 130 / 143 stopped by SIGINT / SIGTERM (after checkpointing the last completed iteration).
@@ -70,11 +72,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue from the last checkpoints")
     run.add_argument("--out", type=Path, default=Path("runs"), help="runs root (default runs/)")
     run.add_argument("--seed", type=int, help="override the config's seed")
+    run.add_argument(
+        "--target-win-rate",
+        type=float,
+        metavar="R",
+        help="end each trial at the first evaluation with win rate >= R (eval.target_win_rate)",
+    )
+    run.add_argument(
+        "--tls-ca", metavar="PEM", help="TLS to the --learner learners: their CA (learners.tls_ca)"
+    )
+    run.add_argument("--tls-cert", metavar="PEM", help="client certificate, mutual TLS")
+    run.add_argument("--tls-key", metavar="PEM", help="key of --tls-cert")
     plot = sub.add_parser("plot", help="plot one or more runs into one PNG")
     plot.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<experiment>)")
     plot.add_argument("--ewma", type=float, default=0.1, help="EWMA smoothing factor (0, 1]")
     plot.add_argument("--metric", default="win_rate", help="column suffix, default win_rate")
     plot.add_argument("--out", type=Path, help="PNG file (default <run>/curves.png)")
+    summary = sub.add_parser("summary", help="a Markdown table of the results of runs")
+    summary.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<experiment>)")
+    summary.add_argument("--target", type=float, default=0.9, help="win rate to reach (0.9)")
     return p
 
 
@@ -83,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "plot":
         return plot_command(args)
+    if args.command == "summary":
+        return summary_command(args)
     return run_command(args)
 
 
@@ -110,6 +128,17 @@ def plot_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def summary_command(args: argparse.Namespace) -> int:
+    from casi_orchestrator.summary import markdown_table
+
+    try:
+        print(markdown_table(list(args.runs), target=args.target))
+    except (OSError, ValueError) as exc:
+        _error(str(exc))
+        return EXIT_ERROR
+    return 0
+
+
 def _load(args: argparse.Namespace) -> Any:
     from casi_orchestrator.config import ConfigError, load_config, parse_learner_flags
 
@@ -118,9 +147,15 @@ def _load(args: argparse.Namespace) -> Any:
         errors.append(f"--trials must be >= 1, got {args.trials}")
     if args.iterations is not None and args.iterations < 1:
         errors.append(f"--iterations must be >= 1, got {args.iterations}")
+    tls = {"tls_ca": args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key}
     try:
         cfg = load_config(
-            args.config, overrides=overrides, seed=args.seed, iterations=args.iterations
+            args.config,
+            overrides=overrides,
+            seed=args.seed,
+            iterations=args.iterations,
+            learners={k: v for k, v in tls.items() if v is not None},
+            target_win_rate=args.target_win_rate,
         )
     except ConfigError as exc:
         errors += exc.lines
