@@ -139,13 +139,12 @@ def reinforce_baseline_loss(
     value_coef: float,
     entropy_coef: float,
 ) -> tuple[torch.Tensor, Stats]:
-    """REINFORCE with the value head as baseline: -(R - V.detach()) log p, plus the value loss."""
-    weight = returns - values.detach()
-    policy_loss = -masked_mean(weight * logp, mask)
-    value_loss = _value_loss(values, returns, mask)
-    mean_entropy = masked_mean(entropy, mask)
-    total = policy_loss + value_coef * value_loss - entropy_coef * mean_entropy
-    return total, _stats(policy_loss, value_loss, mean_entropy, logp - logp_old, mask)
+    """REINFORCE with the value head as baseline: A2C with the advantages R - V.detach()."""
+    advantages = returns - values.detach()
+    return a2c_loss(
+        logp, logp_old, advantages, values, returns, entropy, mask,
+        value_coef=value_coef, entropy_coef=entropy_coef,
+    )  # fmt: skip
 
 
 def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float) -> float:
