@@ -126,6 +126,21 @@ def test_threads_setting() -> None:
         TorchNet(threads=0)
 
 
+def test_threads_apply_in_every_calling_thread_and_init_is_the_same_there() -> None:
+    # a gRPC server calls in from its worker threads; MKL's thread count is per thread
+    import threading
+
+    net = TorchNet(threads=1)
+    cfg = make_cfg(obs_dim=114, head_sizes=[25, 5, 5], hidden_sizes=[128, 128])  # exp2_honest
+    net.init(cfg)
+    here = snapshot(net)
+    seen: list[Params] = []
+    worker = threading.Thread(target=lambda: (net.init(cfg), seen.append(snapshot(net))))
+    worker.start()
+    worker.join()
+    assert_same_params(here, seen[0])
+
+
 # -- Init ----------------------------------------------------------------------------------------
 
 
@@ -528,6 +543,32 @@ def test_get_set_params_round_trip_is_bit_exact(kind: int, momentum: float) -> N
     source.train(4, toy_batch(seed=4))
     target.train(4, toy_batch(seed=4))
     assert_same_params(snapshot(source), snapshot(target))
+
+
+@pytest.mark.parametrize(
+    ("kind", "momentum"),
+    [(net_pb2.OPTIM_ADAM, 0.0), (net_pb2.OPTIM_RMSPROP, 0.9), (net_pb2.OPTIM_SGD, 0.9)],
+)
+def test_the_multi_tensor_update_matches_the_per_parameter_loop(
+    kind: int, momentum: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import casi_learner.torch_net as torch_net
+
+    fast = _trained(kind, momentum)
+    make = torch_net.make_optimizer
+
+    def per_parameter(model: torch.nn.Module, optim: net_pb2.OptimCfg) -> torch.optim.Optimizer:
+        opt = make(model, optim)
+        opt.param_groups[0]["foreach"] = False
+        return opt
+
+    monkeypatch.setattr(torch_net, "make_optimizer", per_parameter)
+    slow = _trained(kind, momentum)
+    assert slow._optimizer().param_groups[0]["foreach"] is False
+    assert fast._optimizer().param_groups[0]["foreach"] is True
+    a, b = snapshot(fast), snapshot(slow)
+    for key in a.tensors:
+        np.testing.assert_allclose(a.tensors[key], b.tensors[key], rtol=1e-6, atol=1e-7)
 
 
 def test_set_params_with_an_empty_optimizer_starts_a_fresh_optimizer() -> None:
