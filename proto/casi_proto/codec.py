@@ -1,8 +1,10 @@
 """numpy <-> ``casi.v1`` messages.
 
-A ``Tensor`` carries raw little-endian, row-major bytes. Decoding is zero-copy
-(``np.frombuffer`` over the message's bytes), so decoded arrays are read-only;
-copy them before writing into them. Every decoding error is a
+A ``Tensor`` carries raw little-endian, row-major bytes. Encoding copies an array's
+data once (``tobytes``) into a ``Tensor`` written in place inside its message (a
+``Tensor`` built apart and then put into a message would be copied again). Decoding
+is zero-copy (``np.frombuffer`` over the message's bytes), so decoded arrays are
+read-only; copy them before writing into them. Every decoding error is a
 :class:`~casi_proto.errors.NetError` ``INVALID_ARGUMENT`` that names the field,
 what was expected and what was received.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -59,12 +62,20 @@ def _shape_text(shape: tuple[int, ...] | list[int]) -> str:
     return "[" + ", ".join(str(n) for n in shape) + "]"
 
 
-def to_tensor(arr: npt.ArrayLike, field: str = "tensor") -> net_pb2.Tensor:
-    """Encode an array (any layout, any byte order) as a ``casi.v1.Tensor``."""
+def fill_tensor(t: net_pb2.Tensor, arr: npt.ArrayLike, field: str = "tensor") -> net_pb2.Tensor:
+    """Encode an array (any layout, any byte order) into the ``casi.v1.Tensor`` ``t``, in place."""
     a = np.asarray(arr)
     wire = wire_dtype(a.dtype, field)
     little = a.astype(_TO_NUMPY[wire], copy=False)
-    return net_pb2.Tensor(dtype=wire, shape=a.shape, data=little.tobytes(order="C"))
+    t.dtype = wire
+    t.shape[:] = a.shape
+    t.data = little.tobytes(order="C")
+    return t
+
+
+def to_tensor(arr: npt.ArrayLike, field: str = "tensor") -> net_pb2.Tensor:
+    """Encode an array (any layout, any byte order) as a new ``casi.v1.Tensor``."""
+    return fill_tensor(net_pb2.Tensor(), arr, field)
 
 
 def from_tensor(
@@ -110,7 +121,9 @@ def from_tensor(
 
 
 def observations_to_proto(obs: np.ndarray) -> net_pb2.Observations:
-    return net_pb2.Observations(obs=to_tensor(obs, "obs"))
+    msg = net_pb2.Observations()
+    fill_tensor(msg.obs, obs, "obs")
+    return msg
 
 
 def observations_from_proto(msg: net_pb2.Observations) -> np.ndarray:
@@ -118,9 +131,10 @@ def observations_from_proto(msg: net_pb2.Observations) -> np.ndarray:
 
 
 def predictions_to_proto(logits: np.ndarray, values: np.ndarray) -> net_pb2.Predictions:
-    return net_pb2.Predictions(
-        logits=to_tensor(logits, "logits"), values=to_tensor(values, "values")
-    )
+    msg = net_pb2.Predictions()
+    fill_tensor(msg.logits, logits, "logits")
+    fill_tensor(msg.values, values, "values")
+    return msg
 
 
 def predictions_from_proto(msg: net_pb2.Predictions) -> tuple[np.ndarray, np.ndarray]:
@@ -130,8 +144,10 @@ def predictions_from_proto(msg: net_pb2.Predictions) -> tuple[np.ndarray, np.nda
 
 
 def sequences_to_proto(step: int, batch: Sequences) -> net_pb2.Sequences:
-    fields = {name: to_tensor(getattr(batch, name), name) for name in SEQUENCE_FIELDS}
-    return net_pb2.Sequences(step=step, **fields)
+    msg = net_pb2.Sequences(step=step)
+    for name in SEQUENCE_FIELDS:
+        fill_tensor(getattr(msg, name), getattr(batch, name), name)
+    return msg
 
 
 def sequences_from_proto(msg: net_pb2.Sequences) -> tuple[int, Sequences]:
@@ -146,16 +162,16 @@ def sequences_from_proto(msg: net_pb2.Sequences) -> tuple[int, Sequences]:
     return int(msg.step), Sequences(obs=obs, actions=actions, **rest)
 
 
-def _tensor_map(arrays: Mapping[str, np.ndarray], kind: str) -> dict[str, net_pb2.Tensor]:
-    return {k: to_tensor(v, f"{kind}[{k}]") for k, v in arrays.items()}
+def _fill_map(target: Any, arrays: Mapping[str, np.ndarray], kind: str) -> None:
+    for k, v in arrays.items():
+        fill_tensor(target[k], v, f"{kind}[{k}]")
 
 
 def params_to_proto(params: Params) -> net_pb2.Params:
-    return net_pb2.Params(
-        tensors=_tensor_map(params.tensors, "tensors"),
-        optimizer=_tensor_map(params.optimizer, "optimizer"),
-        version=params.version,
-    )
+    msg = net_pb2.Params(version=params.version)
+    _fill_map(msg.tensors, params.tensors, "tensors")
+    _fill_map(msg.optimizer, params.optimizer, "optimizer")
+    return msg
 
 
 def params_from_proto(msg: net_pb2.Params) -> Params:

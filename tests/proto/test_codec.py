@@ -204,3 +204,17 @@ def test_predictions_and_loss() -> None:
     stats = {k: float(i) + 0.5 for i, k in enumerate(LOSS_FIELDS)}
     assert codec.loss_from_proto(codec.loss_to_proto(stats)) == stats
     invalid(lambda: codec.loss_to_proto({"policy_loss": 1.0}), "value_loss")
+
+
+def test_messages_are_filled_in_place_with_the_same_bytes_as_a_built_tensor() -> None:
+    obs = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert codec.observations_to_proto(obs) == net_pb2.Observations(obs=codec.to_tensor(obs))
+    logits, values = obs[:, :2], obs[:, 0]
+    expected = net_pb2.Predictions(logits=codec.to_tensor(logits), values=codec.to_tensor(values))
+    assert codec.predictions_to_proto(logits, values) == expected
+    params = Params({"w": obs}, {"state.w.step": np.float32(2.0)}, 5)
+    msg = codec.params_to_proto(params)
+    assert msg.tensors["w"] == codec.to_tensor(obs) and msg.version == 5
+    # filling a tensor again replaces its shape and bytes
+    t = codec.fill_tensor(net_pb2.Tensor(), np.zeros((2, 3, 4), np.int64))
+    assert codec.fill_tensor(t, obs) == codec.to_tensor(obs)
