@@ -39,11 +39,12 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy on the hand-written code
 experiment: $(STAMP) ## run the default experiment (exp2_honest) and plot it
 	$(VENV)/bin/casi run $(CONFIG) $(ARGS)
 
-experiments: $(STAMP) ## run every experiment in experiments/ (3 trials each)
+experiments: $(STAMP) ## run every experiment in experiments/ (3 trials each), then tabulate them
 	for f in experiments/exp*.toml; do $(VENV)/bin/casi run $$f --trials 3 $(ARGS) || exit $$?; done
+	$(VENV)/bin/casi summary $(patsubst experiments/%.toml,runs/%,$(wildcard experiments/exp*.toml))
 
 bench: $(STAMP) ## run the benchmarks in bench/ (never part of the tests)
-	for b in bench/sim.py; do $(PY) $$b || exit $$?; done
+	for b in sim link profile_iteration start learn; do $(PY) bench/$$b.py || exit $$?; done
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,127 @@
+"""What the orchestrator benchmarks share: the machine, the exp2_honest trainer, medians, JSON.
+
+Not a benchmark itself (``make bench`` runs ``sim.py``, ``link.py``, ``profile_iteration.py``,
+``start.py`` and ``learn.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+EXP2 = ROOT / "experiments" / "exp2_honest.toml"
+CASI = [sys.executable, "-m", "casi_orchestrator"]
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, load average and library versions."""
+    cpu = ""
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions: dict[str, str] = {"python": platform.python_version(), "numpy": np.__version__}
+    for name in ("grpc", "numba", "torch"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = str(getattr(module, "__version__", "?"))
+    return {"cpu": cpu, "cores": os.cpu_count(), "load_average": os.getloadavg(), **versions}
+
+
+def median(xs: Sequence[float]) -> float:
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def write_results(name: str, report: dict[str, Any]) -> Path:
+    """Writes ``bench/results/<name>.json`` (machine description added) and returns its path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **report}, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
+def exp2_config(address: str | None, **sections: dict[str, Any]) -> Any:
+    """exp2_honest as ``casi run`` loads it, with agent a0 at ``address`` (None: subprocess).
+
+    ``sections`` update single keys, e.g. ``learners={"threads": 2}``; None values are skipped.
+    """
+    from casi_orchestrator.config import load_config
+
+    overrides = {"a0": address} if address else None
+    cfg = load_config(EXP2, overrides=overrides)
+    for name, keys in sections.items():
+        keys = {k: v for k, v in keys.items() if v is not None}
+        if keys:
+            cfg = cfg.model_copy(update={name: getattr(cfg, name).model_copy(update=keys)})
+    return cfg
+
+
+class Session:
+    """One exp2_honest trial, started and ready for ``step``: learner, output folder, trainer."""
+
+    def __init__(self, address: str | None, folder: Path, **sections: dict[str, Any]) -> None:
+        from casi_orchestrator.learners import LearnerPool
+        from casi_orchestrator.outputs import TrialOutput
+        from casi_orchestrator.trainer import Trainer
+
+        self.cfg = exp2_config(address, **sections)
+        self.label = "in-process" if address == "inprocess" else "gRPC"
+        self.pool = LearnerPool(self.cfg.learners, folder)
+        names = [spec.name for _, spec in self.cfg.learning_agents]
+        for _, spec in self.cfg.learning_agents:
+            self.pool.open(spec.name, spec.address)
+        out = TrialOutput(folder / "trial-0", names, self.cfg.log.iteration_csv)
+        self.trainer = Trainer(self.cfg, 0, self.pool, out)
+        self.trainer.start(resume=False)
+
+    @property
+    def agent(self) -> Any:
+        return self.trainer.agents[0]
+
+    def step(self) -> tuple[float, int]:
+        """One iteration (with its evaluation when due): (seconds, agent-steps)."""
+        before = self.trainer.agent_steps
+        t0 = time.perf_counter()
+        self.trainer.step(self.trainer.iteration + 1)
+        seconds = time.perf_counter() - t0
+        return seconds, self.trainer.agent_steps - before
+
+    def close(self) -> None:
+        self.trainer.out.close()
+        self.trainer.close()
+        self.pool.close()
+
+
+def vm_hwm_mb(pid: int) -> float | None:
+    """Peak resident set size (``VmHWM``) of a process in MB, None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (Linux)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out

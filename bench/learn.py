@@ -1,0 +1,166 @@
+"""Agent-steps and wall time to 90% greedy win rate on exp2_honest, per seed (SPEC 9).
+
+Each run is ``casi run experiments/exp2_honest.toml --seed S --target-win-rate 0.9`` in a
+fresh process, with the learner started as a local ``casi-learner`` subprocess and reached
+over loopback gRPC, exactly as a user runs it; the trial ends at the first evaluation (every
+10 iterations, 512 fixed episodes) whose win rate is >= the target. From ``iterations.csv``:
+the agent-steps and the trial's wall time at that evaluation; plus the wall time of the whole
+process (start-up, learner start, plots included) and the CPU seconds of the orchestrator and
+its learner together (less sensitive than wall time to other work on the machine).
+
+``--variant NAME:KEY=VALUE[,KEY=VALUE]`` adds a configuration to compare with the shipped one
+(e.g. ``--variant lr1e-3:algorithm.lr=1e-3``); seeds and variants alternate (seed 0: every
+variant, then seed 1, ...) so that each comparison sees the same machine load.
+
+Prints a table (per run, then medians per variant; a seed that never reached the target
+counts as infinitely slow) and writes ``bench/results/learn.json``.
+Run: ``.venv/bin/python bench/learn.py [--seeds 0 1 2] [--target 0.9] [--variant ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import resource
+import subprocess
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from common import CASI, EXP2, ROOT, median, write_results
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME:a.b=1e-3,c.d=8`` -> (NAME, {"a.b": 0.001, "c.d": 8}); values are TOML."""
+    name, sep, body = text.partition(":")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME:KEY=VALUE[,KEY=VALUE], got {text!r}")
+    keys = {}
+    for item in body.split(","):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r}")
+        keys[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+    return name, keys
+
+
+def write_config(folder: Path, keys: dict[str, Any]) -> Path:
+    """exp2_honest with ``keys`` (dotted) changed, named exp2_honest, in ``folder``."""
+    data = tomllib.loads(EXP2.read_text())
+    for dotted, value in keys.items():
+        *sections, last = dotted.split(".")
+        table = data
+        for s in sections:
+            table = table.setdefault(s, {})
+        table[last] = value
+    path = folder / "exp2_honest.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def run_once(config: Path, seed: int, target: float, out: Path) -> dict[str, Any]:
+    """One ``casi run``; the first evaluation that met the target, from iterations.csv."""
+    cmd = [*CASI, "run", str(config), "--seed", str(seed), "--out", str(out)]
+    cmd += ["--target-win-rate", str(target)]
+    t0, usage0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    process_s = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    with open(out / "exp2_honest" / "trial-0" / "iterations.csv") as f:
+        rows = list(csv.DictReader(f))
+    evals = [r for r in rows if r["a0.win_rate"]]
+    hit = next((r for r in evals if float(r["a0.win_rate"]) >= target), None)
+    last = hit or rows[-1]
+    return {
+        "seed": seed,
+        "reached": hit is not None,
+        "iteration": int(last["iteration"]),
+        "agent_steps": int(last["agent_steps"]),
+        "wall_s": float(last["wall_time"]),
+        "process_s": process_s,
+        "cpu_s": cpu_s,
+        "win_rate": float(last["a0.win_rate"] or "nan"),
+        "best_win_rate": max(float(r["a0.win_rate"]) for r in evals) if evals else None,
+    }
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Medians per variant; a seed that never reached the target counts as infinitely slow."""
+    summary = {}
+    for name, rs in runs.items():
+
+        def med(key: str, rs: list[dict[str, Any]] = rs) -> float:
+            return median([r[key] if r["reached"] else math.inf for r in rs])
+
+        m = summary[name] = {
+            "reached": sum(r["reached"] for r in rs),
+            "seeds": len(rs),
+            "agent_steps": med("agent_steps"),
+            "wall_s": med("wall_s"),
+            "process_s": med("process_s"),
+            "cpu_s": med("cpu_s"),
+        }
+        print(
+            f"{name:<14}{'median':>5}{m['reached']:>7}/{len(rs)}{'':>6}{m['agent_steps']:>13,.0f}"
+            f"{m['wall_s']:>8.1f}{m['process_s']:>11.1f}{m['cpu_s']:>8.1f}"
+        )
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--target", type=float, default=0.9, help="eval win rate to reach")
+    parser.add_argument(
+        "--variant", type=parse_variant, action="append", default=[], metavar="NAME:KEY=VALUE"
+    )
+    args = parser.parse_args()
+    variants: list[tuple[str, dict[str, Any]]] = [("shipped", {}), *args.variant]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
+    print(f"exp2_honest through gRPC, to eval win rate >= {args.target}")
+    print(
+        f"{'variant':<14}{'seed':>5}{'reached':>9}{'iter':>6}{'agent-steps':>13}{'wall s':>8}"
+        f"{'process s':>11}{'cpu s':>8}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            for name, keys in variants:
+                folder = Path(tmp) / f"{name}-{seed}"
+                folder.mkdir()
+                config = write_config(folder, keys) if keys else EXP2
+                r = run_once(config, seed, args.target, folder / "runs")
+                runs[name].append(r)
+                print(
+                    f"{name:<14}{seed:>5}{'yes' if r['reached'] else 'NO':>9}{r['iteration']:>6}"
+                    f"{r['agent_steps']:>13,}{r['wall_s']:>8.1f}{r['process_s']:>11.1f}"
+                    f"{r['cpu_s']:>8.1f}",
+                    flush=True,
+                )
+    summary = summarise(runs)
+    targets = {
+        "agent_steps_at_most_2.1M": summary["shipped"]["agent_steps"] <= 2.1e6,
+        "wall_at_most_170s": summary["shipped"]["wall_s"] <= 170,
+    }
+    print("targets:", ", ".join(f"{k}={'met' if v else 'MISSED'}" for k, v in targets.items()))
+    write_results(
+        "learn",
+        {
+            "config": "experiments/exp2_honest.toml through gRPC (local casi-learner)",
+            "target_win_rate": args.target,
+            "variants": {name: keys for name, keys in variants},
+            "runs": runs,
+            "median": summary,
+            "targets": targets,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
