@@ -20,7 +20,9 @@ def write_trial(run: Path, k: int, rows: list[str]) -> None:
 def test_rows_by_hand(tmp_path: Path) -> None:
     run = tmp_path / "exp"
     # trial 0 reaches 0.9 at iteration 3 (agent-steps 300, 30 s); trial 1 never does.
-    write_trial(run, 0, ["1,100,10,,,", "2,200,20,0.5,2,100", "3,300,30,0.95,1,250", "4,400,40,0.9,1,260"])
+    write_trial(
+        run, 0, ["1,100,10,,,", "2,200,20,0.5,2,100", "3,300,30,0.95,1,250", "4,400,40,0.9,1,260"]
+    )
     write_trial(run, 1, ["1,100,12,0.1,3,0", "2,200,24,0.7,2,200"])
     [row] = run_rows(run, target=0.9)
     assert row[:3] == ["exp", "a0", "2"]
