@@ -222,13 +222,21 @@ def test_bind_failure_names_the_address() -> None:
 
 
 class SlowNet(ScriptedNet):
+    """A Predict that takes 0.8 s and says when it has started."""
+
+    def __init__(self, policy: str) -> None:
+        super().__init__(policy)
+        self.entered = threading.Event()
+
     def predict(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.entered.set()
         time.sleep(0.8)
         return super().predict(obs)
 
 
 def test_shutdown_goes_not_serving_and_lets_the_call_in_flight_finish() -> None:
-    server, port, health = build_server(SlowNet("honest"), "127.0.0.1", 0)
+    slow = SlowNet("honest")
+    server, port, health = build_server(slow, "127.0.0.1", 0)
     address = f"127.0.0.1:{port}"
     statuses: list[str] = []
     with grpc.insecure_channel(address) as channel, NetClient(address) as client:
@@ -245,7 +253,7 @@ def test_shutdown_goes_not_serving_and_lets_the_call_in_flight_finish() -> None:
         follower.start()
         with futures.ThreadPoolExecutor(1) as pool:
             in_flight = pool.submit(client.predict, OBS)
-            time.sleep(0.2)
+            assert slow.entered.wait(timeout=10), "Predict never reached the server"
             t0 = time.monotonic()
             shutdown(server, health, grace=5.0)
             stopped_after = time.monotonic() - t0
