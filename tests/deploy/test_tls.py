@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-import re
-import select
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from ..conftest import LearnerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 CASI = [sys.executable, "-m", "casi_orchestrator"]
@@ -32,38 +32,17 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-class Learner:
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "casi_learner", "--threads", "1", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-            env={k: v for k, v in os.environ.items() if k != "CASI_TOKEN"},
-        )  # fmt: skip
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
-        match = re.match(
-            r"casi-learner ready on (\S+) ", self.proc.stdout.readline() if ready else ""
-        )
-        assert match, "casi-learner did not start"
-        self.address = match.group(1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.communicate(timeout=30)
-
-
 @pytest.fixture
-def learner(certs: Path, request: pytest.FixtureRequest) -> Iterator[Learner]:
+def learner(
+    certs: Path, request: pytest.FixtureRequest, learners: Callable[..., LearnerProcess]
+) -> LearnerProcess:
     """A casi-learner with TLS and a token; ``mutual`` adds --tls-client-ca."""
     policy, mutual = request.param
     args = ["--policy", policy, "--token", TOKEN]
     args += ["--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server.key")]
     if mutual:
         args += ["--tls-client-ca", str(certs / "ca.pem")]
-    server = Learner(*args)
-    yield server
-    server.stop()
+    return learners(*args)
 
 
 def casi(tmp_path: Path, extra_cfg: str, *args: str, env: dict[str, str] | None = None) -> str:
@@ -84,7 +63,7 @@ def rows(tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("learner", [("torch", True)], indirect=True)
 def test_mutual_tls_and_token_from_the_command_line(
-    tmp_path: Path, certs: Path, learner: Learner
+    tmp_path: Path, certs: Path, learner: LearnerProcess
 ) -> None:
     out = casi(
         tmp_path, "", "--learner", f"a0={learner.address}", "--tls-ca", str(certs / "ca.pem"),
@@ -96,7 +75,9 @@ def test_mutual_tls_and_token_from_the_command_line(
 
 
 @pytest.mark.parametrize("learner", [("honest", False)], indirect=True)
-def test_tls_and_token_from_config_keys(tmp_path: Path, certs: Path, learner: Learner) -> None:
+def test_tls_and_token_from_config_keys(
+    tmp_path: Path, certs: Path, learner: LearnerProcess
+) -> None:
     keys = f'\n[learners]\ntls_ca = "{certs / "ca.pem"}"\ntoken_env = "MY_TOKEN"\n'
     out = casi(tmp_path, keys, "--learner", f"a0={learner.address}", env={"MY_TOKEN": TOKEN})
     assert out.startswith("0\n"), out[-2000:]
@@ -105,7 +86,9 @@ def test_tls_and_token_from_config_keys(tmp_path: Path, certs: Path, learner: Le
 
 
 @pytest.mark.parametrize("learner", [("honest", True)], indirect=True)
-def test_what_a_secured_learner_refuses(tmp_path: Path, certs: Path, learner: Learner) -> None:
+def test_what_a_secured_learner_refuses(
+    tmp_path: Path, certs: Path, learner: LearnerProcess
+) -> None:
     at = f"a0={learner.address}"
     wait = "\n[learners]\nstart_timeout = 2\n"
     ca = ("--tls-ca", str(certs / "ca.pem"))

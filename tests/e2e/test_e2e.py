@@ -5,17 +5,19 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from casi_orchestrator.checkpoint import read_checkpoint
 from casi_orchestrator.outputs import csv_columns
+
+from ..conftest import LearnerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 CASI = [sys.executable, "-m", "casi_orchestrator"]
@@ -124,20 +126,10 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> No
 
 
 @pytest.fixture
-def honest_learner() -> str:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "casi_learner", "--port", "0", "--policy", "honest"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"ready on (\S+)", line)
-        assert match, line
-        yield match.group(1)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+def honest_learner(learners: Callable[..., LearnerProcess]) -> Iterator[str]:
+    learner = learners("--port", "0", "--policy", "honest")
+    yield learner.address
+    assert learner.kill(signal.SIGTERM) == 0
 
 
 def test_a_foreign_learner_plugs_into_a_learner_slot(tmp_path: Path, honest_learner: str) -> None:

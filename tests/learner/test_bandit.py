@@ -6,13 +6,9 @@ The test samples actions from the logits itself, as the orchestrator does.
 
 from __future__ import annotations
 
-import os
-import re
-import select
 import signal
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +16,8 @@ import pytest
 from casi_proto.api import Sequences
 from casi_proto.client import NetClient
 from casi_proto.compliance import NetContract, log_softmax
+
+from ..conftest import LearnerProcess
 
 pytest.importorskip("torch")
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,45 +37,18 @@ def sample(rng: np.random.Generator, logits: np.ndarray) -> tuple[np.ndarray, np
     return np.stack(actions, axis=1).astype(np.int64), logp.astype(np.float32)
 
 
-def start_learner() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "casi_learner",
-            "--policy",
-            "torch",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--port",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=dict(os.environ),
-    )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 60)
-    line = proc.stdout.readline() if ready else ""
-    match = re.fullmatch(r"casi-learner ready on (\S+) policy=torch device=cpu\n", line)
-    if not match:
-        proc.kill()
-        pytest.fail(f"no ready line: {line!r} {proc.communicate()[1]}")
-    return proc, match.group(1)
-
-
 def greedy_accuracy(client: NetClient) -> float:
     obs = np.array([[0, 1], [1, 1]], np.float32)
     logits, _ = client.predict(obs)
     return float((logits[:, :2].argmax(axis=1) == [0, 1]).mean())
 
 
-def test_torch_learner_learns_a_contextual_bandit_over_grpc() -> None:
-    proc, address = start_learner()
+def test_torch_learner_learns_a_contextual_bandit_over_grpc(
+    learners: Callable[..., LearnerProcess],
+) -> None:
+    learner = learners("--policy", "torch", "--device", "cpu", "--port", "0")
+    assert learner.line.endswith(" policy=torch device=cpu\n"), learner.line
+    address = learner.address
     rng = np.random.default_rng(0)
     cfg = NetContract().make_cfg(obs_dim=2, head_sizes=list(HEADS), epochs=4, minibatches=4)
     cfg.optim.lr = 3e-3
@@ -111,8 +82,7 @@ def test_torch_learner_learns_a_contextual_bandit_over_grpc() -> None:
                 if perfect == 3:
                     break
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
+        code = learner.kill(signal.SIGTERM)
     elapsed = time.monotonic() - t0
     assert accuracy > 0.95, f"greedy accuracy {accuracy} after {step} updates, {elapsed:.1f} s"
     assert code == 0

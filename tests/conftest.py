@@ -1,0 +1,67 @@
+"""For every test folder: real ``casi-learner`` processes that tests start, kill and restart."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+READY = re.compile(r"casi-learner ready on (\S+) ")
+
+
+class LearnerProcess:
+    """A ``casi-learner`` subprocess; ``address`` is what its ready line says."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.err = ""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "casi_learner", "--threads", "1", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**{k: v for k, v in os.environ.items() if k != "CASI_TOKEN"}, **(env or {})},
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        self.line = line = self.proc.stdout.readline() if ready else ""
+        match = READY.match(line)
+        if match is None:
+            self.kill()
+            raise AssertionError(f"casi-learner {args}: no ready line ({line!r}): {self.err}")
+        self.address = match.group(1)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        """Sends ``sig`` (and SIGCONT, in case it was stopped); returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.send_signal(signal.SIGCONT)
+        _, self.err = self.proc.communicate(timeout=30)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def learners() -> Iterator[Callable[..., LearnerProcess]]:
+    """Starts casi-learner processes; every one still running is killed at the end."""
+    started: list[LearnerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> LearnerProcess:
+        started.append(LearnerProcess(*args, env=env))
+        return started[-1]
+
+    yield start
+    for learner in started:
+        learner.kill()
