@@ -2,13 +2,20 @@
 
 One iteration:
 
-1. rollout: ``BatchSim.reset(seed)``, ``InitHidden(B)``, ``T`` steps; every learner's Predict
-   once per step for the whole batch, concurrently; actions sampled per head (Gumbel-max);
+1. rollout: ``BatchSim.reset(seed)``, ``InitHidden(B)`` (recurrent models only: it is a no-op
+   for feed-forward ones), ``T`` steps; every learner's Predict once per step for the whole
+   batch, concurrently; actions sampled per head (Gumbel-max);
 2. the exploration bonus of each agent on the observations it acted on, added to the scaled
    game reward of that step;
 3. GAE, then Train on every learner concurrently, ``step`` = the iteration number (1, 2, ...);
+   each learner's GetParams is sent as soon as its Train returns and runs while the
+   orchestrator evaluates and writes its logs;
 4. every ``eval.every`` iterations (and after the last): greedy evaluation on fixed episodes,
    then backtracking on the evaluation metric.
+
+A learner lost and restored (restarted, or reconnected) is given the parameters and optimizer
+state of the last GetParams, and the Train applied after them is sent again: Train is a
+function of state, batch, seed and step, so the restored learner is where the lost one was.
 
 Every random stream comes from ``(seed, trial, purpose, iteration)`` (:mod:`sampling`), so a
 run resumed from a checkpoint continues exactly as the uninterrupted run would have.
@@ -23,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -81,6 +88,9 @@ class AgentState:
     bonus: CountBonus
     backtracker: Backtracker | None = None
     params: Params | None = None
+    replay: tuple[int, Sequences] | None = None
+    """The Train applied after ``params`` was taken: sent again to a restored learner."""
+    params_future: Future[Params] | None = None
     stopped: bool = False
 
     @property
@@ -158,6 +168,7 @@ class Trainer:
             learner = pool.learners[spec.name]
             self.agents.append(AgentState(spec.name, slot, index, learner, bonus))
         self.executor = ThreadPoolExecutor(max_workers=max(1, len(self.agents)))
+        self.fetcher = ThreadPoolExecutor(max(1, len(self.agents)), "casi-get-params")
         self.iteration = 0
         self.agent_steps = 0
         self.wall_offset = 0.0
@@ -287,9 +298,7 @@ class Trainer:
                 error.code,
                 f"{error.message}; waited {wait:g} s (learners.remote_wait) for it to answer again",
             ) from None
-        net.init(self.net_cfg(agent))
-        if agent.params is not None:
-            net.set_params(agent.params)
+        self._give_back(agent)
         self.out.event(
             "learning", self.iteration, event="learner_reconnected", agent=agent.name,
             address=agent.learner.address,
@@ -298,13 +307,20 @@ class Trainer:
     def _revive(self, agent: AgentState) -> None:
         """Restarts a dead local learner and gives it back its last parameters."""
         agent.learner = self.pool.restart(agent.name)
-        agent.net.init(self.net_cfg(agent))
-        if agent.params is not None:
-            agent.net.set_params(agent.params)
+        self._give_back(agent)
         self.out.event(
             "learning", self.iteration, event="learner_restarted", agent=agent.name,
             address=agent.learner.address,
         )  # fmt: skip
+
+    def _give_back(self, agent: AgentState) -> None:
+        """Init, the last parameters and optimizer state, and the Train applied after them."""
+        agent.params_future = None  # sent to the lost learner: asked again when needed
+        agent.net.init(self.net_cfg(agent))
+        if agent.params is not None:
+            agent.net.set_params(agent.params)
+        if agent.replay is not None:
+            agent.net.train(*agent.replay)
 
     # ---------------------------------------------------------------- start and resume
 
@@ -502,6 +518,7 @@ class Trainer:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
+        self.fetcher.shutdown(wait=True)
 
     def step(self, it: int) -> None:
         """One full iteration ``it`` (1-based)."""
@@ -511,25 +528,31 @@ class Trainer:
         losses, bonus_means = self.learn(it, roll)
         row: dict[str, Any] = {"iteration": it, "agent_steps": self.agent_steps}
         total = self.cfg.algorithm.iterations
+        result = None
         if it % self.cfg.eval.every == 0 or it == total:
             result = self._recovering(lambda: self.evaluate(it))
             self.last_eval = result.metrics
             self._log_eval(it, result)
-            for a in self.agents:
+        self._log_rollout(it, roll, losses, bonus_means)
+        self._recovering(lambda: self._each(self._collect_params))
+        for a in self.agents:
+            if result is not None:
                 for key, value in result.metrics[a.name].items():
                     row[f"{a.name}.{key}"] = value
                 row[f"{a.name}.event"] = self._backtrack(it, a, result.metrics[a.name])
-        for a in self.agents:
             for key, value in losses.get(a.name, {}).items():
                 row[f"{a.name}.{key}"] = value
             row[f"{a.name}.bonus"] = bonus_means[a.name]
-        self._log_rollout(it, roll, losses, bonus_means)
         row["wall_time"] = round(self.wall_time(), 3)
         if self.cfg.log.iteration_csv:
             self.out.row(row)
         self.out.flush()
 
     # ---------------------------------------------------------------- rollout
+
+    def _init_hidden(self, batch: int) -> None:
+        if self.cfg.algorithm.recurrent:
+            self._each(lambda a: a.net.init_hidden(batch))
 
     def _act(
         self,
@@ -557,7 +580,7 @@ class Trainer:
         n, batch, steps = len(self.agents), self.cfg.algorithm.batch, self.game.max_steps
         rng = sampling.rng_for(self.cfg.seed, self.trial, sampling.ROLLOUT_ACTIONS, it)
         obs = self.sim.reset(self._seed(sampling.ROLLOUT_SIM, it))
-        self._each(lambda a: a.net.init_hidden(batch))
+        self._init_hidden(batch)
         roll = Rollout(
             obs=np.zeros((n, batch, steps, self.obs_dim), np.float32),
             actions=np.zeros((n, batch, steps, len(self.head_sizes)), np.int64),
@@ -616,11 +639,20 @@ class Trainer:
 
         def train(a: AgentState) -> dict[str, float]:
             loss = a.net.train(it, batches[a.name])
-            a.params = a.net.get_params()
+            a.replay = (it, batches[a.name])
+            a.params_future = self.fetcher.submit(a.net.get_params)
             return loss
 
         results = self._recovering(lambda: self._each(train, active))
         return {a.name: r for a, r in zip(active, results, strict=True)}, bonus_means
+
+    def _collect_params(self, agent: AgentState) -> None:
+        """The GetParams sent after the agent's Train (asked again after a recovery)."""
+        if agent.replay is None:
+            return
+        future, agent.params_future = agent.params_future, None
+        agent.params = future.result() if future is not None else agent.net.get_params()
+        agent.replay = None
 
     # ---------------------------------------------------------------- evaluation
 
@@ -631,7 +663,7 @@ class Trainer:
         if self.cfg.eval.sample:
             rng = sampling.rng_for(self.cfg.seed, self.trial, sampling.EVAL_ACTIONS, it)
         obs = self.eval_sim.reset(self._seed(sampling.EVAL_SIM))
-        self._each(lambda a: a.net.init_hidden(episodes))
+        self._init_hidden(episodes)
         slots = [a.slot for a in self.agents]
         n = len(slots)
         ret = np.zeros((episodes, n))

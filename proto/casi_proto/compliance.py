@@ -216,6 +216,14 @@ class NetContract:
         ready.init_hidden(4)
         expect_error(INVALID_ARGUMENT, lambda: ready.init_hidden(0), "batch")
 
+    def test_feed_forward_predict_needs_no_init_hidden(self, ready: NetClient) -> None:
+        # the orchestrator calls InitHidden for recurrent models only
+        for batch in (3, 5):
+            logits, values = ready.predict(self.make_obs(batch))
+            assert logits.shape[0] == values.shape[0] == batch
+        ready.init_hidden(4)
+        assert ready.predict(self.make_obs(6))[1].shape == (6,)
+
     # -- Predict ----------------------------------------------------------------
 
     @pytest.mark.parametrize("batch", [1, 5])

@@ -51,14 +51,19 @@ def run_trial(
 
 
 def kill_inside(
-    trainer: Trainer, net: Any, method: str, kill: Callable[[], None], call: int = KILL_CALL
+    trainer: Trainer,
+    net: Any,
+    method: str,
+    kill: Callable[[], None],
+    call: int = KILL_CALL,
+    at: int = KILL_AT,
 ) -> None:
-    """Makes the ``call``-th ``method`` call of iteration KILL_AT run ``kill`` first."""
+    """Makes the ``call``-th ``method`` call of iteration ``at`` run ``kill`` first."""
     original = getattr(net, method)
     calls = []
 
     def wrapped(*args: Any) -> Any:
-        if trainer.iteration == KILL_AT:
+        if trainer.iteration == at:
             calls.append(1)
             if len(calls) == call:
                 kill()
@@ -80,15 +85,20 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize(
-    ("method", "sig", "call"),
+    ("method", "sig", "call", "at"),
     [
-        ("train", signal.SIGKILL, 1),  # while Train is running (10 ms after it was sent)
-        ("predict", signal.SIGTERM, KILL_CALL),  # mid-rollout, a graceful stop: exit 0
+        ("train", signal.SIGKILL, 1, KILL_AT),  # while Train is running (10 ms after it was sent)
+        ("predict", signal.SIGTERM, KILL_CALL, KILL_AT),  # mid-rollout, a graceful stop: exit 0
+        # after Train, before the GetParams sent after it: the restarted learner is given the
+        # previous parameters and that Train again
+        ("get_params", signal.SIGKILL, 1, KILL_AT),
+        # the first Predict of an evaluation, while that GetParams may still be on its way
+        ("predict", signal.SIGKILL, 11, 4),
     ],
-    ids=["sigkill-train", "sigterm-rollout"],
+    ids=["sigkill-train", "sigterm-rollout", "sigkill-before-get-params", "sigkill-eval"],
 )
 def test_a_killed_local_learner_is_restarted_and_the_run_is_unchanged(
-    tmp_path: Path, plain: list[dict[str, str]], method: str, sig: int, call: int
+    tmp_path: Path, plain: list[dict[str, str]], method: str, sig: int, call: int, at: int
 ) -> None:
     first: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -102,15 +112,17 @@ def test_a_killed_local_learner_is_restarted_and_the_run_is_unchanged(
                 threading.Timer(0.01, proc.send_signal, (sig,)).start()
             else:
                 proc.send_signal(sig)
+                if sig == signal.SIGKILL:
+                    proc.wait()  # gone before the call is sent
 
-        kill_inside(trainer, learner.net, method, kill, call)
+        kill_inside(trainer, learner.net, method, kill, call, at)
 
     rows = run_trial(load_config(SMOKE), tmp_path, prepare=prepare)
     assert without_wall_time(rows) == plain
     proc = first["process"]
     assert proc.returncode == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
     restarts = [e for e in events(tmp_path) if e.get("event") == "learner_restarted"]
-    assert [(e["iteration"], e["agent"]) for e in restarts] == [(KILL_AT, "a0")]
+    assert [(e["iteration"], e["agent"]) for e in restarts] == [(at, "a0")]
 
 
 def test_a_remote_learner_that_comes_back_in_time_is_restored(

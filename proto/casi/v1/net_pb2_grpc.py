@@ -84,8 +84,9 @@ class NetServicer:
         raise NotImplementedError('Method not implemented!')
 
     def InitHidden(self, request, context):
-        """Resets the recurrent state for `batch` parallel episodes (no-op for
-        feed-forward models).
+        """Resets the recurrent state for `batch` parallel episodes. A no-op for
+        feed-forward models, whose Predict takes any batch without it (the
+        orchestrator calls InitHidden for recurrent models only).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
