@@ -2,6 +2,9 @@
 
 Not a benchmark itself (``make bench`` runs ``sim.py``, ``link.py``, ``profile_iteration.py``,
 ``start.py`` and ``learn.py``).
+
+Results go to ``bench/results/<name>.json``; the environment variable ``CASI_BENCH_RESULTS``
+names another folder (the smoke test in ``tests/bench`` uses a temporary one).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("CASI_BENCH_RESULTS") or ROOT / "bench" / "results")
 EXP2 = ROOT / "experiments" / "exp2_honest.toml"
 CASI = [sys.executable, "-m", "casi_orchestrator"]
 
@@ -44,11 +47,24 @@ def median(xs: Sequence[float]) -> float:
     return float(statistics.median(xs)) if xs else float("nan")
 
 
+def _json_safe(x: Any) -> Any:
+    """NaN and infinities (e.g. the median of seeds that never reached a target) become null:
+    strict JSON has no such numbers."""
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
 def write_results(name: str, report: dict[str, Any]) -> Path:
-    """Writes ``bench/results/<name>.json`` (machine description added) and returns its path."""
+    """Writes ``RESULTS/<name>.json`` (machine description added) and returns its path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **report}, indent=2) + "\n")
+    text = json.dumps(_json_safe({"machine": machine(), **report}), indent=2, allow_nan=False)
+    path.write_text(text + "\n")
     print(f"wrote {path}")
     return path
 

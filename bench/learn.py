@@ -14,7 +14,8 @@ variant, then seed 1, ...) so that each comparison sees the same machine load.
 
 Prints a table (per run, then medians per variant; a seed that never reached the target
 counts as infinitely slow) and writes ``bench/results/learn.json``.
-Run: ``.venv/bin/python bench/learn.py [--seeds 0 1 2] [--target 0.9] [--variant ...]``.
+Run: ``.venv/bin/python bench/learn.py [--seeds 0 1 2] [--target 0.9] [--variant ...]``
+(``--iterations N`` caps each run at N iterations; default: the config's 2000).
 """
 
 from __future__ import annotations
@@ -62,10 +63,14 @@ def write_config(folder: Path, keys: dict[str, Any]) -> Path:
     return path
 
 
-def run_once(config: Path, seed: int, target: float, out: Path) -> dict[str, Any]:
+def run_once(
+    config: Path, seed: int, target: float, out: Path, iterations: int | None = None
+) -> dict[str, Any]:
     """One ``casi run``; the first evaluation that met the target, from iterations.csv."""
     cmd = [*CASI, "run", str(config), "--seed", str(seed), "--out", str(out)]
     cmd += ["--target-win-rate", str(target)]
+    if iterations is not None:
+        cmd += ["--iterations", str(iterations)]
     t0, usage0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     process_s = time.perf_counter() - t0
@@ -119,6 +124,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--target", type=float, default=0.9, help="eval win rate to reach")
     parser.add_argument(
+        "--iterations", type=int, default=None, help="cap per run (default: the config's)"
+    )
+    parser.add_argument(
         "--variant", type=parse_variant, action="append", default=[], metavar="NAME:KEY=VALUE"
     )
     args = parser.parse_args()
@@ -135,7 +143,7 @@ def main() -> None:
                 folder = Path(tmp) / f"{name}-{seed}"
                 folder.mkdir()
                 config = write_config(folder, keys) if keys else EXP2
-                r = run_once(config, seed, args.target, folder / "runs")
+                r = run_once(config, seed, args.target, folder / "runs", args.iterations)
                 runs[name].append(r)
                 print(
                     f"{name:<14}{seed:>5}{'yes' if r['reached'] else 'NO':>9}{r['iteration']:>6}"
