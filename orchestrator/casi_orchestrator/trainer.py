@@ -7,15 +7,10 @@ One iteration:
    batch, concurrently; actions sampled per head (Gumbel-max);
 2. the exploration bonus of each agent on the observations it acted on, added to the scaled
    game reward of that step;
-3. GAE, then Train on every learner concurrently, ``step`` = the iteration number (1, 2, ...);
-   each learner's GetParams is sent as soon as its Train returns and runs while the
-   orchestrator evaluates and writes its logs;
+3. GAE, then Train on every learner concurrently, ``step`` = the iteration number (1, 2, ...),
+   and GetParams, kept to give a lost learner back its state;
 4. every ``eval.every`` iterations (and after the last): greedy evaluation on fixed episodes,
    then backtracking on the evaluation metric.
-
-A learner lost and restored (restarted, or reconnected) is given the parameters and optimizer
-state of the last GetParams, and the Train applied after them is sent again: Train is a
-function of state, batch, seed and step, so the restored learner is where the lost one was.
 
 Every random stream comes from ``(seed, trial, purpose, iteration)`` (:mod:`sampling`), so a
 run resumed from a checkpoint continues exactly as the uninterrupted run would have.
@@ -30,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -88,9 +83,6 @@ class AgentState:
     bonus: CountBonus
     backtracker: Backtracker | None = None
     params: Params | None = None
-    replay: tuple[int, Sequences] | None = None
-    """The Train applied after ``params`` was taken: sent again to a restored learner."""
-    params_future: Future[Params] | None = None
     stopped: bool = False
 
     @property
@@ -168,7 +160,6 @@ class Trainer:
             learner = pool.learners[spec.name]
             self.agents.append(AgentState(spec.name, slot, index, learner, bonus))
         self.executor = ThreadPoolExecutor(max_workers=max(1, len(self.agents)))
-        self.fetcher = ThreadPoolExecutor(max(1, len(self.agents)), "casi-get-params")
         self.iteration = 0
         self.agent_steps = 0
         self.wall_offset = 0.0
@@ -314,13 +305,10 @@ class Trainer:
         )  # fmt: skip
 
     def _give_back(self, agent: AgentState) -> None:
-        """Init, the last parameters and optimizer state, and the Train applied after them."""
-        agent.params_future = None  # sent to the lost learner: asked again when needed
+        """Init, then the parameters and optimizer state of the last completed Train."""
         agent.net.init(self.net_cfg(agent))
         if agent.params is not None:
             agent.net.set_params(agent.params)
-        if agent.replay is not None:
-            agent.net.train(*agent.replay)
 
     # ---------------------------------------------------------------- start and resume
 
@@ -518,7 +506,6 @@ class Trainer:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
-        self.fetcher.shutdown(wait=True)
 
     def step(self, it: int) -> None:
         """One full iteration ``it`` (1-based)."""
@@ -528,21 +515,19 @@ class Trainer:
         losses, bonus_means = self.learn(it, roll)
         row: dict[str, Any] = {"iteration": it, "agent_steps": self.agent_steps}
         total = self.cfg.algorithm.iterations
-        result = None
         if it % self.cfg.eval.every == 0 or it == total:
             result = self._recovering(lambda: self.evaluate(it))
             self.last_eval = result.metrics
             self._log_eval(it, result)
-        self._log_rollout(it, roll, losses, bonus_means)
-        self._recovering(lambda: self._each(self._collect_params))
-        for a in self.agents:
-            if result is not None:
+            for a in self.agents:
                 for key, value in result.metrics[a.name].items():
                     row[f"{a.name}.{key}"] = value
                 row[f"{a.name}.event"] = self._backtrack(it, a, result.metrics[a.name])
+        for a in self.agents:
             for key, value in losses.get(a.name, {}).items():
                 row[f"{a.name}.{key}"] = value
             row[f"{a.name}.bonus"] = bonus_means[a.name]
+        self._log_rollout(it, roll, losses, bonus_means)
         row["wall_time"] = round(self.wall_time(), 3)
         if self.cfg.log.iteration_csv:
             self.out.row(row)
@@ -639,20 +624,11 @@ class Trainer:
 
         def train(a: AgentState) -> dict[str, float]:
             loss = a.net.train(it, batches[a.name])
-            a.replay = (it, batches[a.name])
-            a.params_future = self.fetcher.submit(a.net.get_params)
+            a.params = a.net.get_params()
             return loss
 
         results = self._recovering(lambda: self._each(train, active))
         return {a.name: r for a, r in zip(active, results, strict=True)}, bonus_means
-
-    def _collect_params(self, agent: AgentState) -> None:
-        """The GetParams sent after the agent's Train (asked again after a recovery)."""
-        if agent.replay is None:
-            return
-        future, agent.params_future = agent.params_future, None
-        agent.params = future.result() if future is not None else agent.net.get_params()
-        agent.replay = None
 
     # ---------------------------------------------------------------- evaluation
 

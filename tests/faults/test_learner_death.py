@@ -89,10 +89,10 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
     [
         ("train", signal.SIGKILL, 1, KILL_AT),  # while Train is running (10 ms after it was sent)
         ("predict", signal.SIGTERM, KILL_CALL, KILL_AT),  # mid-rollout, a graceful stop: exit 0
-        # after Train, before the GetParams sent after it: the restarted learner is given the
+        # after Train, before the GetParams that follows it: the restarted learner is given the
         # previous parameters and that Train again
         ("get_params", signal.SIGKILL, 1, KILL_AT),
-        # the first Predict of an evaluation, while that GetParams may still be on its way
+        # the first Predict of an evaluation
         ("predict", signal.SIGKILL, 11, 4),
     ],
     ids=["sigkill-train", "sigterm-rollout", "sigkill-before-get-params", "sigkill-eval"],
