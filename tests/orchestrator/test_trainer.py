@@ -212,3 +212,16 @@ def test_a_trial_ends_at_the_first_evaluation_that_meets_the_target(tmp_path: Pa
     assert not result.stopped_early and rows[1]["a0.win_rate"] == "1.0"
     result, rows = run_trial(cfg, tmp_path / "lost", {"a0": ScriptedNet("silent")})
     assert result.iteration == 4 and len(rows) == 4
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_init_hidden_is_sent_to_recurrent_models_only(tmp_path: Path, recurrent: bool) -> None:
+    cfg = config(tmp_path, algorithm={"recurrent": recurrent})  # 4 iterations, 2 evaluations
+    net = torch_nets(["a0"])["a0"]
+    batches: list[int] = []
+    init_hidden = net.init_hidden
+    net.init_hidden = lambda batch: (batches.append(batch), init_hidden(batch))[1]
+    result, _ = run_trial(cfg, tmp_path, {"a0": net})
+    assert result.iteration == 4
+    # a rollout of 8 episodes before each iteration, an evaluation of 6 after the 2nd and 4th
+    assert batches == ([8, 8, 6, 8, 8, 6] if recurrent else [])
