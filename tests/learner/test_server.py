@@ -243,14 +243,18 @@ def test_shutdown_goes_not_serving_and_lets_the_call_in_flight_finish() -> None:
         client.init(CFG)
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
 
+        watching = threading.Event()
+
         def follow() -> None:
             for reply in watch:
                 statuses.append(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+                watching.set()
                 if reply.status == health_pb2.HealthCheckResponse.NOT_SERVING:
                     return
 
         follower = threading.Thread(target=follow)
         follower.start()
+        assert watching.wait(timeout=10), "the health Watch never answered"
         with futures.ThreadPoolExecutor(1) as pool:
             in_flight = pool.submit(client.predict, OBS)
             assert slow.entered.wait(timeout=10), "Predict never reached the server"
