@@ -15,20 +15,17 @@ Run: ``.venv/bin/python bench/sim.py [--seconds S] [--batches B ...]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from casi_sim import BatchSim, GameConfig, kernel
 from casi_sim.reference import ReferenceSim
-from common import RESULTS as RESULTS_DIR
+from common import write_results
 
 GAMES = {
     "exp (C4 d2 g1 m4 T10)": GameConfig(
@@ -43,7 +40,6 @@ GAMES = {
     ),
 }
 BATCHES = (1, 256, 4096)
-RESULTS = RESULTS_DIR / "sim.json"
 
 COMPILE_SNIPPET = """
 import time
@@ -180,25 +176,6 @@ def print_row(row: dict) -> None:
     )
 
 
-def machine() -> dict:
-    cpu = ""
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    import numba
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "load_average": os.getloadavg(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
@@ -227,16 +204,15 @@ def main() -> None:
         targets = {}
     verdicts = ", ".join(f"{k}={'met' if v else 'MISSED'}" for k, v in targets.items())
     print("targets:", verdicts or "none (B = 4096 not measured)")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "machine": machine(),
-        "unit": "agent-steps per second",
-        "rows": rows,
-        "compile": compile_times,
-        "targets": targets,
-    }
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results(
+        "sim",
+        {
+            "unit": "agent-steps per second",
+            "rows": rows,
+            "compile": compile_times,
+            "targets": targets,
+        },
+    )
 
 
 if __name__ == "__main__":
