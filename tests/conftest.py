@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 READY = re.compile(r"casi-learner ready on (\S+) ")
+
+
+def make_test_ca(out: Path) -> Path:
+    """A test CA, server and client certificates in ``out`` (scripts/make-test-ca.sh)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed; scripts/make-test-ca.sh needs it")
+    script = ROOT / "scripts" / "make-test-ca.sh"
+    subprocess.run(["bash", str(script), str(out)], check=True, capture_output=True, timeout=60)
+    return out
 
 
 class LearnerProcess:

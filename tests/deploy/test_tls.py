@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import LearnerProcess
+from ..conftest import LearnerProcess, make_test_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 CASI = [sys.executable, "-m", "casi_orchestrator"]
@@ -22,14 +21,7 @@ TOKEN = "s3cret-test-token"
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed; scripts/make-test-ca.sh needs it")
-    out = tmp_path_factory.mktemp("certs")
-    subprocess.run(
-        ["bash", str(ROOT / "scripts" / "make-test-ca.sh"), str(out)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return out
+    return make_test_ca(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +19,8 @@ from casi_proto.client import NetClient
 from casi_proto.compliance import NetContract
 from casi_proto.errors import NetError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ..conftest import make_test_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"casi-learner ready on (\S+) policy=(\S+) device=(\S+)\n")
@@ -175,14 +176,7 @@ def test_cuda_without_a_gpu_exits_2_with_one_sentence() -> None:
 
 
 def test_tls_from_the_command_line(tmp_path: Path) -> None:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed; scripts/make-test-ca.sh needs it")
-    subprocess.run(
-        ["bash", str(ROOT / "scripts/make-test-ca.sh"), str(tmp_path)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    make_test_ca(tmp_path)
     args = [
         "--policy",
         "liar",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +22,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..conftest import make_test_ca
+
 CFG = NetContract().make_cfg()  # obs_dim 10, heads [9, 5, 5]
 OBS = np.zeros((2, 10), np.float32)
 
@@ -35,26 +34,14 @@ def error_of(call) -> NetError:  # type: ignore[no-untyped-def]
     return info.value
 
 
-def make_ca(out: Path) -> Path:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed; scripts/make-test-ca.sh needs it")
-    subprocess.run(
-        ["bash", str(ROOT / "scripts/make-test-ca.sh"), str(out)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return out
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_ca(tmp_path_factory.mktemp("ca"))
+    return make_test_ca(tmp_path_factory.mktemp("ca"))
 
 
 @pytest.fixture(scope="module")
 def other_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_ca(tmp_path_factory.mktemp("other-ca"))
+    return make_test_ca(tmp_path_factory.mktemp("other-ca"))
 
 
 # -- tokens ------------------------------------------------------------------------
