@@ -40,6 +40,14 @@ class Activation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTIVATION_UNSPECIFIED: _ClassVar[Activation]
     ACTIVATION_TANH: _ClassVar[Activation]
     ACTIVATION_RELU: _ClassVar[Activation]
+
+class Intention(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INTENTION_IGNORE: _ClassVar[Intention]
+    INTENTION_SPECIFIC_LIE: _ClassVar[Intention]
+    INTENTION_GENERAL_LIE: _ClassVar[Intention]
+    INTENTION_INCOMPLETE_TRUTH: _ClassVar[Intention]
+    INTENTION_COMPLETE_TRUTH: _ClassVar[Intention]
 DTYPE_UNSPECIFIED: DType
 DTYPE_FLOAT32: DType
 DTYPE_FLOAT64: DType
@@ -62,6 +70,11 @@ OPTIM_SGD: OptimKind
 ACTIVATION_UNSPECIFIED: Activation
 ACTIVATION_TANH: Activation
 ACTIVATION_RELU: Activation
+INTENTION_IGNORE: Intention
+INTENTION_SPECIFIC_LIE: Intention
+INTENTION_GENERAL_LIE: Intention
+INTENTION_INCOMPLETE_TRUTH: Intention
+INTENTION_COMPLETE_TRUTH: Intention
 
 class Empty(_message.Message):
     __slots__ = ()
