@@ -11,27 +11,31 @@ import numpy as np
 from casi.v1 import net_pb2
 from casi_proto import PROTOCOL_VERSION
 from casi_proto.api import LOSS_FIELDS, Params, Sequences
-from casi_proto.errors import invalid, precondition
-from casi_proto.validate import check_net_cfg, check_optim_cfg
+from casi_proto.errors import precondition
+from casi_proto.validate import (
+    check_hidden_batch,
+    check_net_cfg,
+    check_obs,
+    check_optim_cfg,
+    check_sequences,
+    check_state,
+    check_version,
+    is_repeat,
+)
 
 from casi_learner import __version__
 
-# Intention per policy (casi_sim.actions: 0 ignore, 1 specific lie, 4 complete truth).
-INTENTION = {"honest": 4, "liar": 1, "silent": 0, "random": None}
+# The intention (casi.v1.Intention) every intention head of a policy picks; None: uniform.
+INTENTION = {
+    "honest": net_pb2.INTENTION_COMPLETE_TRUTH,
+    "liar": net_pb2.INTENTION_SPECIFIC_LIE,
+    "silent": net_pb2.INTENTION_IGNORE,
+    "random": None,
+}
 POLICIES = tuple(INTENTION)
 NOOP = 0
 # Logit of the entries a scripted policy never picks: exp(-30) ~ 1e-13.
 NEVER = -30.0
-
-
-def _check_array(arr: np.ndarray, field: str, dtype: type, shape: tuple[int | None, ...]) -> None:
-    ok = arr.ndim == len(shape) and all(
-        w is None or w == n for w, n in zip(shape, arr.shape, strict=True)
-    )
-    if arr.dtype != np.dtype(dtype) or not ok:
-        want = "[" + ", ".join("*" if w is None else str(w) for w in shape) + "]"
-        got = "[" + ", ".join(str(n) for n in arr.shape) + "]"
-        raise invalid(f"{field}: got {arr.dtype} {got}, expected {np.dtype(dtype)} {want}")
 
 
 class ScriptedNet:
@@ -77,12 +81,11 @@ class ScriptedNet:
 
     def init_hidden(self, batch: int) -> None:
         self._need_init("InitHidden")
-        if batch < 1:
-            raise invalid(f"HiddenCfg.batch must be >= 1, got {batch}")
+        check_hidden_batch(batch)
 
     def predict(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self._need_init("Predict")
-        _check_array(obs, "obs", np.float32, (None, cfg.obs_dim))
+        check_obs(obs, cfg.obs_dim)
         b = obs.shape[0]
         return np.broadcast_to(self._row, (b, self._row.size)).copy(), np.zeros(b, np.float32)
 
@@ -92,37 +95,13 @@ class ScriptedNet:
 
     def train(self, step: int, batch: Sequences) -> dict[str, float]:
         cfg = self._need_init("Train")
-        if self._last is not None and step == self._last[0]:
+        if is_repeat(step, self._version, self._last is not None):
+            assert self._last is not None
             return dict(self._last[1])
-        if step <= self._version:
-            raise precondition(
-                f"Train step {step} is not after the last applied step {self._version}; "
-                "steps must increase (a retry repeats the last step exactly)"
-            )
-        self._check_sequences(cfg, batch)
+        check_sequences(batch, cfg.obs_dim, cfg.head_sizes)
         stats = dict.fromkeys(LOSS_FIELDS, 0.0)
         self._version, self._last = step, (step, stats)
         return dict(stats)
-
-    def _check_sequences(self, cfg: net_pb2.NetCfg, batch: Sequences) -> None:
-        b, t = batch.obs.shape[:2] if batch.obs.ndim >= 2 else (None, None)
-        _check_array(batch.obs, "obs", np.float32, (b, t, cfg.obs_dim))
-        heads = np.asarray(cfg.head_sizes, np.int64)
-        _check_array(batch.actions, "actions", np.int64, (b, t, heads.size))
-        for name in Sequences._fields[2:]:
-            arr = getattr(batch, name)
-            _check_array(arr, name, np.float32, (b, t))
-            if not np.isfinite(arr).all():
-                raise invalid(f"{name}: contains NaN or infinity")
-        if not np.isfinite(batch.obs).all():
-            raise invalid("obs: contains NaN or infinity")
-        bad = (batch.actions < 0) | (batch.actions >= heads)
-        if bad.any():
-            i = tuple(int(n) for n in np.argwhere(bad)[0])
-            raise invalid(
-                f"actions{list(i)} = {int(batch.actions[i])} is outside head {i[2]} "
-                f"of size {int(heads[i[2]])}"
-            )
 
     def get_params(self) -> Params:
         self._need_init("GetParams")
@@ -130,12 +109,6 @@ class ScriptedNet:
 
     def set_params(self, params: Params) -> None:
         self._need_init("SetParams")
-        for kind, arrays in (("tensors", params.tensors), ("optimizer", params.optimizer)):
-            if arrays:
-                raise invalid(
-                    f"Params.{kind}: unexpected keys {sorted(arrays)[:5]}; the scripted policy "
-                    f"{self.policy!r} has no parameters (expected an empty map)"
-                )
-        if params.version < 0:
-            raise invalid(f"Params.version must be >= 0, got {params.version}")
-        self._version, self._last = params.version, None
+        for kind in ("tensors", "optimizer"):
+            check_state(f"{kind} (the {self.policy} policy has none)", getattr(params, kind), {})
+        self._version, self._last = check_version(params.version), None

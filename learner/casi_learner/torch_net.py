@@ -8,9 +8,9 @@ State naming in :class:`casi_proto.api.Params`:
   adam ``step``, ``exp_avg``, ``exp_avg_sq``; rmsprop ``step``, ``square_avg`` and, with
   momentum > 0, ``momentum_buffer``; sgd ``momentum_buffer`` with momentum > 0, else none.
   ``step`` is a float32 scalar (shape ``[]``), every other slot a float32 tensor of its
-  parameter's shape. Hyperparameters are not part of the state (they come from ``NetCfg`` and
-  ``ResetOptimizer``), so there are no ``hyper.*`` entries. The map is empty until the first
-  Train; SetParams accepts either an empty map (fresh optimizer state) or exactly the full set.
+  parameter's shape. Hyperparameters are not part of the state: they come from ``NetCfg`` and
+  ``ResetOptimizer``. The map is empty until the first Train; SetParams accepts either an
+  empty map (fresh optimizer state) or exactly the full set.
 - ``version``: the step of the last applied Train (0 if none). Steps should start at 1: after
   SetParams with version 0 any step is accepted.
 
@@ -24,7 +24,7 @@ import threading
 from collections.abc import Mapping
 from importlib import metadata
 from itertools import pairwise
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -32,30 +32,24 @@ from casi.v1 import net_pb2
 from casi_proto import PROTOCOL_VERSION
 from casi_proto.api import LOSS_FIELDS, Params, Sequences
 from casi_proto.errors import invalid, precondition
-from casi_proto.validate import check_net_cfg, check_optim_cfg
+from casi_proto.names import ACTIVATION_NAMES, OPTIM_NAMES
+from casi_proto.validate import (
+    SEQUENCE_FLOATS,
+    check_hidden_batch,
+    check_net_cfg,
+    check_obs,
+    check_optim_cfg,
+    check_sequences,
+    check_state,
+    check_version,
+    is_repeat,
+)
 
 from casi_learner import losses
 from casi_learner.device import resolve_device
 from casi_learner.model import ActorCritic, Hidden, joint_entropy, joint_log_prob
 
 MAX_PARAMS = 1 << 30
-LOSS_NAMES = {
-    net_pb2.LOSS_PPO: "ppo",
-    net_pb2.LOSS_A2C: "a2c",
-    net_pb2.LOSS_REINFORCE: "reinforce",
-    net_pb2.LOSS_REINFORCE_BASELINE: "reinforce_baseline",
-}
-OPTIM_NAMES = {
-    net_pb2.OPTIM_ADAM: "adam",
-    net_pb2.OPTIM_RMSPROP: "rmsprop",
-    net_pb2.OPTIM_SGD: "sgd",
-}
-ACTIVATION_NAMES = {
-    net_pb2.ACTIVATION_UNSPECIFIED: "tanh",
-    net_pb2.ACTIVATION_TANH: "tanh",
-    net_pb2.ACTIVATION_RELU: "relu",
-}
-SEQUENCE_FLOATS = ("logp_old", "values_old", "advantages", "returns", "mask")
 
 
 def _implementation() -> str:
@@ -64,36 +58,6 @@ def _implementation() -> str:
     except metadata.PackageNotFoundError:
         version = "0.0.0"
     return f"casi-learner/torch {version}"
-
-
-def _describe(x: Any) -> str:
-    if not isinstance(x, np.ndarray):
-        return type(x).__name__
-    return f"{x.dtype} [{', '.join(str(d) for d in x.shape)}]"
-
-
-def _check_array(name: str, x: Any, dtype: type, shape: tuple[int | str, ...]) -> np.ndarray:
-    """Raises INVALID_ARGUMENT unless x has this dtype and shape (str dims match any >= 1)."""
-    if isinstance(x, np.generic):  # a numpy scalar stands for a 0-d array
-        x = np.asarray(x)
-    fits = (
-        isinstance(x, np.ndarray)
-        and x.dtype == dtype
-        and x.ndim == len(shape)
-        and all(
-            d == s if isinstance(s, int) else d >= 1 for d, s in zip(x.shape, shape, strict=True)
-        )
-    )
-    if not fits:
-        want = f"{np.dtype(dtype)} [{', '.join(str(s) for s in shape)}]"
-        raise invalid(f"{name}: expected {want}, got {_describe(x)}")
-    return x
-
-
-def _check_finite(name: str, x: np.ndarray) -> None:
-    if not np.isfinite(x).all():
-        where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
-        raise invalid(f"{name}: expected finite values, got {x[where]} at index {list(where)}")
 
 
 def _tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -207,11 +171,9 @@ class TorchNet:
     def init_hidden(self, batch: int) -> None:
         with self._lock:
             model = self._ready()
-            if int(batch) < 1:
-                raise invalid(f"batch: expected >= 1, got {batch}")
-            self._hidden_batch = int(batch)
+            self._hidden_batch = check_hidden_batch(batch)
             if model.recurrent:
-                self._hidden = model.zero_hidden(int(batch), self.device)
+                self._hidden = model.zero_hidden(self._hidden_batch, self.device)
 
     def predict(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
@@ -222,8 +184,7 @@ class TorchNet:
                 if self._hidden_batch is None:
                     raise precondition("recurrent model: call InitHidden(batch) before Predict")
                 rows = self._hidden_batch
-            _check_array("obs", obs, np.float32, (rows, model.obs_dim))
-            _check_finite("obs", obs)
+            check_obs(obs, model.obs_dim, rows)
             with torch.inference_mode():
                 logits, values, hidden = model.step(_tensor(obs, self.device), self._hidden)
             if model.recurrent:
@@ -243,8 +204,9 @@ class TorchNet:
             self._use_threads()
             self._ready()
             step = int(step)
-            if self._last_step is not None and step <= self._last_step:
-                return self._repeated(step)
+            if is_repeat(step, self._last_step, self._last_loss is not None):
+                assert self._last_loss is not None
+                return dict(self._last_loss)
             data = self._check_sequences(batch)
             loss = self._update(data, step)
             self._last_step, self._last_loss = step, loss
@@ -264,11 +226,9 @@ class TorchNet:
     def set_params(self, params: Params) -> None:
         with self._lock:
             model = self._ready()
-            version = params.version
-            if not isinstance(version, int | np.integer) or version < 0:
-                raise invalid(f"version: expected an integer >= 0, got {version!r}")
+            version = check_version(params.version)
             expected = {k: (tuple(v.shape), np.float32) for k, v in model.state_dict().items()}
-            tensors = _check_state("tensors", params.tensors, expected)
+            tensors = _copies(check_state("tensors", params.tensors, expected))
             optim_state = self._check_optimizer_state(model, params.optimizer)
             optim = make_optimizer(model, self._optim_cfg)
             if optim_state:
@@ -277,7 +237,7 @@ class TorchNet:
                 optim.load_state_dict(full)
             model.load_state_dict(tensors, strict=True)
             self._optim = optim
-            self._last_step = int(version) if version > 0 else None
+            self._last_step = version if version > 0 else None
             self._last_loss = None
 
     # -- helpers -------------------------------------------------------------------------------
@@ -319,41 +279,11 @@ class TorchNet:
         model.initialise(torch.Generator().manual_seed(cfg.seed))
         return model.to(self.device)
 
-    def _repeated(self, step: int) -> dict[str, float]:
-        if step < (self._last_step or 0):
-            raise precondition(
-                f"step: train step {step} is older than the last applied step "
-                f"{self._last_step}; steps must increase"
-            )
-        if self._last_loss is None:
-            raise precondition(
-                f"step: train step {step} is already reflected in the parameters loaded by "
-                "SetParams, and its loss is not known here; send the next step"
-            )
-        return dict(self._last_loss)
-
     def _check_sequences(self, batch: Sequences) -> _Batch:
         model = self._ready()
-        heads = np.asarray(model.head_sizes)
-        obs = _check_array("obs", batch.obs, np.float32, ("B", "T", model.obs_dim))
-        _check_finite("obs", obs)
-        b, t = obs.shape[:2]
-        actions = _check_array("actions", batch.actions, np.int64, (b, t, len(heads)))
-        bad = (actions < 0) | (actions >= heads)
-        if bad.any():
-            i, j, h = (int(v) for v in np.argwhere(bad)[0])
-            raise invalid(
-                f"actions: head {h} has {heads[h]} actions (0..{heads[h] - 1}), "
-                f"got {actions[i, j, h]} at [{i}, {j}, {h}]"
-            )
-        floats = {}
-        for name in SEQUENCE_FLOATS:
-            floats[name] = _check_array(name, getattr(batch, name), np.float32, (b, t))
-            _check_finite(name, floats[name])
-        mask = floats["mask"]
-        if not np.isin(mask, (0.0, 1.0)).all():
-            raise invalid("mask: expected only 0 and 1, got other values")
-        return self._to_device(obs, actions, floats, model.recurrent)
+        checked = check_sequences(batch, model.obs_dim, model.head_sizes)
+        floats = {name: getattr(checked, name) for name in SEQUENCE_FLOATS}
+        return self._to_device(checked.obs, checked.actions, floats, model.recurrent)
 
     def _to_device(
         self, obs: np.ndarray, actions: np.ndarray, floats: dict[str, np.ndarray], recurrent: bool
@@ -457,7 +387,7 @@ class TorchNet:
             for slot in optimizer_slots(self._optim_cfg):
                 shape = () if slot == "step" else tuple(param.shape)
                 expected[f"state.{name}.{slot}"] = (shape, np.float32)
-        checked = _check_state(f"optimizer ({kind})", state, expected)
+        checked = _copies(check_state(f"optimizer ({kind})", state, expected))
         out: dict[int, dict[str, torch.Tensor]] = {}
         for index, (name, _) in enumerate(params):
             slots = optimizer_slots(self._optim_cfg)
@@ -469,25 +399,6 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return np.array(t.detach().cpu().numpy(), order="C", copy=True)
 
 
-def _check_state(
-    what: str, given: Mapping[str, Any], expected: Mapping[str, tuple[tuple[int, ...], type]]
-) -> dict[str, torch.Tensor]:
-    """Checks keys, shapes, dtypes and finiteness; returns CPU tensor copies."""
-    if not isinstance(given, Mapping):
-        raise invalid(f"{what}: expected a map of name -> array, got {type(given).__name__}")
-    missing = sorted(set(expected) - set(given))
-    extra = sorted(str(k) for k in set(given) - set(expected))
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing key(s) {', '.join(repr(k) for k in missing[:5])}")
-        if extra:
-            parts.append(f"unexpected key(s) {', '.join(repr(k) for k in extra[:5])}")
-        raise invalid(f"{what}: {'; '.join(parts)} (expected {len(expected)} keys)")
-    out = {}
-    for key, (shape, dtype) in expected.items():
-        name = f"{what}[{key!r}]"
-        array = _check_array(name, given[key], dtype, shape)
-        _check_finite(name, array)
-        out[key] = torch.from_numpy(np.array(array, order="C"))
-    return out
+def _copies(arrays: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """CPU tensors holding copies of checked arrays."""
+    return {k: torch.from_numpy(np.array(v, order="C")) for k, v in arrays.items()}

@@ -94,29 +94,29 @@ def from_tensor(
     """
     got = tuple(int(n) for n in t.shape)
     if t.dtype == net_pb2.DTYPE_UNSPECIFIED:
-        want = f" (expected {dtype_name(np.dtype(dtype))})" if dtype is not None else ""
-        raise invalid(f"{field}: missing tensor or DTYPE_UNSPECIFIED{want}")
+        want = "a tensor" if dtype is None else dtype_name(np.dtype(dtype))
+        raise invalid(f"{field}: expected {want}, got a missing tensor or DTYPE_UNSPECIFIED")
     if t.dtype not in _TO_NUMPY:
         raise invalid(f"{field}: dtype {t.dtype} is not a casi.v1.DType")
     np_dtype = _TO_NUMPY[t.dtype]
     received = f"{dtype_name(np_dtype)} {_shape_text(got)}"
     if dtype is not None and np_dtype != np.dtype(dtype).newbyteorder("<"):
-        raise invalid(f"{field}: got {received}, expected dtype {dtype_name(np.dtype(dtype))}")
+        raise invalid(f"{field}: expected dtype {dtype_name(np.dtype(dtype))}, got {received}")
     if any(n < 0 for n in got):
-        raise invalid(f"{field}: got {received}, which has a negative dimension")
+        raise invalid(f"{field}: expected no negative dimension, got {received}")
     want_ndim = len(shape) if shape is not None else ndim
     if want_ndim is not None and len(got) != want_ndim:
-        raise invalid(f"{field}: got {received}, expected {want_ndim} dimensions")
+        raise invalid(f"{field}: expected {want_ndim} dimensions, got {received}")
     if shape is not None and any(w is not None and w != n for w, n in zip(shape, got, strict=True)):
         want = _shape_text(["*" if w is None else w for w in shape])  # type: ignore[misc]
-        raise invalid(f"{field}: got {received}, expected shape {want}")
+        raise invalid(f"{field}: expected shape {want}, got {received}")
     needed = math.prod(got) * np_dtype.itemsize
     if len(t.data) != needed:
         raise invalid(f"{field}: {len(t.data)} bytes for {received} needs {needed}")
     if max_bytes is not None and needed > max_bytes:
         raise invalid(f"{field}: {received} is {needed} bytes, more than the limit {max_bytes}")
     if np_dtype.kind == "b" and needed and np.frombuffer(t.data, np.uint8).max() > 1:
-        raise invalid(f"{field}: bool elements must be bytes 0 or 1")
+        raise invalid(f"{field}: expected bool bytes 0 or 1, got other bytes")
     return np.frombuffer(t.data, dtype=np_dtype).reshape(got)
 
 

@@ -1,27 +1,31 @@
-"""Checks of the contract's config messages, shared by every Python implementation of Net.
+"""Checks of Net requests, shared by every Python implementation of Net.
 
-Each raises :class:`casi_proto.errors.NetError`: FAILED_PRECONDITION for a protocol mismatch,
-INVALID_ARGUMENT naming the first bad field, what was expected and what was got.
+Each raises :class:`casi_proto.errors.NetError`: FAILED_PRECONDITION for a protocol mismatch
+or a Train step out of order, INVALID_ARGUMENT for the first bad field, in the words
+``<field>: expected <what the contract needs>, got <what was received>``.
+
+Shapes are written ``[B, T, 10]``: an int is an exact size, a name (``"B"``) any size >= 1.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from casi.v1 import net_pb2
 
 from casi_proto import PROTOCOL_VERSION
+from casi_proto.api import Sequences
 from casi_proto.errors import invalid, precondition
+from casi_proto.names import ACTIVATION_NAMES, LOSSES, N_INTENTIONS, OPTIMIZERS
 
-N_INTENTIONS = 5
-LOSS_KINDS = (
-    net_pb2.LOSS_PPO,
-    net_pb2.LOSS_A2C,
-    net_pb2.LOSS_REINFORCE,
-    net_pb2.LOSS_REINFORCE_BASELINE,
-)
-OPTIM_KINDS = (net_pb2.OPTIM_ADAM, net_pb2.OPTIM_RMSPROP, net_pb2.OPTIM_SGD)
-ACTIVATIONS = (net_pb2.ACTIVATION_UNSPECIFIED, net_pb2.ACTIVATION_TANH, net_pb2.ACTIVATION_RELU)
+Shape = Sequence[int | str]
+SEQUENCE_FLOATS = Sequences._fields[2:]
+
+# -- config messages ------------------------------------------------------------------------
 
 
 def check_net_cfg(cfg: net_pb2.NetCfg) -> None:
@@ -36,15 +40,15 @@ def check_net_cfg(cfg: net_pb2.NetCfg) -> None:
     heads = list(cfg.head_sizes)
     if len(heads) < 2 or heads[0] < 1 or any(h != N_INTENTIONS for h in heads[1:]):
         raise invalid(
-            "NetCfg.head_sizes: expected [A, 5, 5, ...] (the main head, then one head of 5 "
-            f"intentions per agent slot), got {heads}"
+            f"NetCfg.head_sizes: expected [A, {N_INTENTIONS}, {N_INTENTIONS}, ...] (the main "
+            f"head, then one head of {N_INTENTIONS} intentions per agent slot), got {heads}"
         )
     if any(h <= 0 for h in cfg.hidden_sizes):
         raise invalid(f"NetCfg.hidden_sizes: expected sizes > 0, got {list(cfg.hidden_sizes)}")
-    if cfg.activation not in ACTIVATIONS:
+    if cfg.activation not in ACTIVATION_NAMES:
         raise invalid(f"NetCfg.activation: expected TANH or RELU, got {cfg.activation}")
-    if cfg.loss not in LOSS_KINDS:
-        names = ", ".join(net_pb2.LossKind.Name(k) for k in LOSS_KINDS)
+    if cfg.loss not in LOSSES.values():
+        names = ", ".join(net_pb2.LossKind.Name(k) for k in LOSSES.values())
         raise invalid(f"NetCfg.loss: expected one of {names}, got {cfg.loss}")
     check_optim_cfg(cfg.optim, "NetCfg.optim")
     _check_coefficients(cfg)
@@ -52,8 +56,8 @@ def check_net_cfg(cfg: net_pb2.NetCfg) -> None:
 
 def check_optim_cfg(optim: net_pb2.OptimCfg, prefix: str = "OptimCfg") -> None:
     """Everything the contract says of an OptimCfg."""
-    if optim.kind not in OPTIM_KINDS:
-        names = ", ".join(net_pb2.OptimKind.Name(k) for k in OPTIM_KINDS)
+    if optim.kind not in OPTIMIZERS.values():
+        names = ", ".join(net_pb2.OptimKind.Name(k) for k in OPTIMIZERS.values())
         raise invalid(f"{prefix}.kind: expected one of {names}, got {optim.kind}")
     _positive(f"{prefix}.lr", optim.lr)
     if optim.kind in (net_pb2.OPTIM_ADAM, net_pb2.OPTIM_RMSPROP):
@@ -78,3 +82,132 @@ def _check_coefficients(cfg: net_pb2.NetCfg) -> None:
 def _positive(name: str, value: float) -> None:
     if not (math.isfinite(value) and value > 0):
         raise invalid(f"{name}: expected a finite number > 0, got {value}")
+
+
+def check_hidden_batch(batch: int) -> int:
+    """HiddenCfg.batch, which must be >= 1."""
+    if int(batch) < 1:
+        raise invalid(f"HiddenCfg.batch: expected >= 1, got {batch}")
+    return int(batch)
+
+
+# -- arrays ---------------------------------------------------------------------------------
+
+
+def describe(x: Any) -> str:
+    """``float32 [4, 19]`` for an array, the type's name for anything else."""
+    if not isinstance(x, np.ndarray):
+        return type(x).__name__
+    return f"{x.dtype} [{', '.join(str(d) for d in x.shape)}]"
+
+
+def check_array(field: str, x: Any, dtype: npt.DTypeLike, shape: Shape) -> np.ndarray:
+    """``x`` as an array of this dtype and shape (a named size matches any size >= 1)."""
+    if isinstance(x, np.generic):  # a numpy scalar stands for a 0-d array
+        x = np.asarray(x)
+    fits = (
+        isinstance(x, np.ndarray)
+        and x.dtype == dtype
+        and x.ndim == len(shape)
+        and all(
+            d == s if isinstance(s, int) else d >= 1 for d, s in zip(x.shape, shape, strict=True)
+        )
+    )
+    if not fits:
+        want = f"{np.dtype(dtype)} [{', '.join(str(s) for s in shape)}]"
+        raise invalid(f"{field}: expected {want}, got {describe(x)}")
+    return x  # type: ignore[no-any-return]
+
+
+def check_finite(field: str, x: np.ndarray) -> None:
+    if not np.isfinite(x).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise invalid(f"{field}: expected finite values, got {x[where]} at index {list(where)}")
+
+
+def check_obs(obs: Any, obs_dim: int, rows: int | str = "B") -> np.ndarray:
+    """Predict's observations: finite float32 ``[rows, obs_dim]``."""
+    obs = check_array("obs", obs, np.float32, (rows, obs_dim))
+    check_finite("obs", obs)
+    return obs
+
+
+def check_sequences(batch: Sequences, obs_dim: int, head_sizes: Sequence[int]) -> Sequences:
+    """Train's batch: shapes and dtypes, finite values, actions inside their heads, a 0/1 mask."""
+    heads = np.asarray(head_sizes)
+    obs = check_array("obs", batch.obs, np.float32, ("B", "T", obs_dim))
+    check_finite("obs", obs)
+    b, t = obs.shape[:2]
+    actions = check_array("actions", batch.actions, np.int64, (b, t, len(heads)))
+    bad = (actions < 0) | (actions >= heads)
+    if bad.any():
+        i, j, h = (int(v) for v in np.argwhere(bad)[0])
+        raise invalid(
+            f"actions: head {h} has {heads[h]} actions (0..{heads[h] - 1}), "
+            f"got {actions[i, j, h]} at [{i}, {j}, {h}]"
+        )
+    floats = {}
+    for name in SEQUENCE_FLOATS:
+        floats[name] = check_array(name, getattr(batch, name), np.float32, (b, t))
+        check_finite(name, floats[name])
+    odd = (floats["mask"] != 0.0) & (floats["mask"] != 1.0)
+    if odd.any():
+        where = [int(i) for i in np.argwhere(odd)[0]]
+        got = floats["mask"][tuple(where)]
+        raise invalid(f"mask: expected only 0 and 1, got {got} at index {where}")
+    return Sequences(obs, actions, **floats)
+
+
+# -- Params and steps -----------------------------------------------------------------------
+
+
+def check_state(
+    what: str, given: Any, expected: Mapping[str, tuple[tuple[int, ...], npt.DTypeLike]]
+) -> dict[str, np.ndarray]:
+    """A map of name -> array with exactly the expected keys, shapes, dtypes, finite values."""
+    if not isinstance(given, Mapping):
+        raise invalid(f"{what}: expected a map of name -> array, got {type(given).__name__}")
+    missing = sorted(set(expected) - set(given))
+    extra = sorted(str(k) for k in set(given) - set(expected))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing key(s) {', '.join(repr(k) for k in missing[:5])}")
+        if extra:
+            parts.append(f"unexpected key(s) {', '.join(repr(k) for k in extra[:5])}")
+        raise invalid(f"{what}: {'; '.join(parts)} (expected {len(expected)} keys)")
+    out = {}
+    for key, (shape, dtype) in expected.items():
+        name = f"{what}[{key!r}]"
+        out[key] = check_array(name, given[key], dtype, shape)
+        check_finite(name, out[key])
+    return out
+
+
+def check_version(version: Any) -> int:
+    """Params.version, an integer >= 0."""
+    if not isinstance(version, int | np.integer) or version < 0:
+        raise invalid(f"Params.version: expected an integer >= 0, got {version!r}")
+    return int(version)
+
+
+def is_repeat(step: int, last: int | None, loss_known: bool) -> bool:
+    """Whether a Train at ``step`` repeats the last applied step ``last`` (None: none yet).
+
+    A repeat is answered with the stored Loss; a step before ``last``, or a repeat whose
+    Loss is not known (``last`` came from SetParams), is FAILED_PRECONDITION.
+    """
+    if last is None or step > last:
+        return False
+    if step < last:
+        raise precondition(
+            f"Sequences.step: expected a step after the last applied step {last} "
+            f"(or that step again, a retry), got step {step}; steps must increase"
+        )
+    if not loss_known:
+        raise precondition(
+            f"Sequences.step: expected a step after {last}, got step {step}, which the "
+            "current parameters already reflect (their version) but whose loss is not known "
+            "here; send the next step"
+        )
+    return True

@@ -114,20 +114,19 @@ def test_error_byte_length() -> None:
 def test_error_dtype_and_shape() -> None:
     t = codec.to_tensor(np.zeros((4, 64), np.float64))
     msg = invalid(lambda: codec.from_tensor(t, "obs", dtype=np.float32))
-    assert msg == "obs: got float64 [4, 64], expected dtype float32"
+    assert msg == "obs: expected dtype float32, got float64 [4, 64]"
     t = codec.to_tensor(np.zeros((4, 64, 1), np.float32))
     msg = invalid(lambda: codec.from_tensor(t, "obs", ndim=2))
-    assert msg == "obs: got float32 [4, 64, 1], expected 2 dimensions"
+    assert msg == "obs: expected 2 dimensions, got float32 [4, 64, 1]"
     t = codec.to_tensor(np.zeros((4, 63), np.float32))
     msg = invalid(lambda: codec.from_tensor(t, "obs", shape=(None, 64)))
-    assert msg == "obs: got float32 [4, 63], expected shape [*, 64]"
+    assert msg == "obs: expected shape [*, 64], got float32 [4, 63]"
 
 
 def test_error_garbage_tensors() -> None:
     invalid(
         lambda: codec.from_tensor(net_pb2.Tensor(), "obs", dtype=np.float32),
-        "obs: missing tensor",
-        "expected float32",
+        "obs: expected float32, got a missing tensor",
     )
     invalid(
         lambda: codec.from_tensor(net_pb2.Tensor(dtype=42, shape=[1]), "obs"),
@@ -174,9 +173,12 @@ def test_sequences_refuse_mismatched_fields() -> None:
     seq = make_sequences()
     bad = codec.sequences_to_proto(1, seq._replace(mask=np.ones((2, 4), np.float32)))
     msg = invalid(lambda: codec.sequences_from_proto(bad))
-    assert msg == "mask: got float32 [2, 4], expected shape [2, 3]"
+    assert msg == "mask: expected shape [2, 3], got float32 [2, 4]"
     bad = codec.sequences_to_proto(1, seq._replace(actions=seq.actions.astype(np.int32)))
-    invalid(lambda: codec.sequences_from_proto(bad), "actions: got int32 [2, 3, 3]", "int64")
+    invalid(
+        lambda: codec.sequences_from_proto(bad),
+        "actions: expected dtype int64, got int32 [2, 3, 3]",
+    )
 
 
 def test_params_round_trip_bit_exact() -> None:
@@ -200,7 +202,7 @@ def test_predictions_and_loss() -> None:
     np.testing.assert_array_equal(got[0], logits)
     np.testing.assert_array_equal(got[1], values)
     short = codec.predictions_to_proto(logits, values[:2])
-    invalid(lambda: codec.predictions_from_proto(short), "values: got float32 [2]")
+    invalid(lambda: codec.predictions_from_proto(short), "values:", "got float32 [2]")
     stats = {k: float(i) + 0.5 for i, k in enumerate(LOSS_FIELDS)}
     assert codec.loss_from_proto(codec.loss_to_proto(stats)) == stats
     invalid(lambda: codec.loss_to_proto({"policy_loss": 1.0}), "value_loss")
