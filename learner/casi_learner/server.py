@@ -13,7 +13,6 @@ import weakref
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -21,6 +20,7 @@ from casi.v1 import net_pb2, net_pb2_grpc
 from casi_proto import codec
 from casi_proto.api import Net
 from casi_proto.errors import NetError
+from casi_proto.tls import PemSource, read_pem
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -115,16 +115,10 @@ class NetServicer(net_pb2_grpc.NetServicer):
         return self._run("SetParams", context, call)
 
 
-def _read(source: str | Path | bytes | None) -> bytes | None:
-    if source is None or isinstance(source, bytes):
-        return source
-    return Path(source).read_bytes()
-
-
 def server_credentials(
-    tls_cert: str | Path | bytes | None,
-    tls_key: str | Path | bytes | None,
-    tls_client_ca: str | Path | bytes | None = None,
+    tls_cert: PemSource,
+    tls_key: PemSource,
+    tls_client_ca: PemSource = None,
 ) -> grpc.ServerCredentials | None:
     """TLS (and with a client CA, mutual TLS) credentials; None for plaintext."""
     if (tls_cert is None) != (tls_key is None):
@@ -133,8 +127,8 @@ def server_credentials(
         if tls_client_ca is not None:
             raise ValueError("--tls-client-ca needs --tls-cert and --tls-key as well")
         return None
-    pair = [(_read(tls_key), _read(tls_cert))]
-    ca = _read(tls_client_ca)
+    pair = [(read_pem(tls_key), read_pem(tls_cert))]
+    ca = read_pem(tls_client_ca)
     return grpc.ssl_server_credentials(
         pair, root_certificates=ca, require_client_auth=ca is not None
     )
@@ -150,9 +144,9 @@ def build_server(
     port: int = 0,
     *,
     token: str | None = None,
-    tls_cert: str | Path | bytes | None = None,
-    tls_key: str | Path | bytes | None = None,
-    tls_client_ca: str | Path | bytes | None = None,
+    tls_cert: PemSource = None,
+    tls_key: PemSource = None,
+    tls_client_ca: PemSource = None,
     max_message_mb: int = 256,
     max_workers: int = 8,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:

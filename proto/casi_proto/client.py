@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from casi_proto import codec
 from casi_proto.api import Params, Sequences
 from casi_proto.errors import UNAVAILABLE, NetError
+from casi_proto.tls import PemSource, channel_credentials
 
 # Reconnect quickly after a learner restarts instead of gRPC's 1 s .. 120 s backoff.
 _RECONNECT = [
@@ -32,10 +32,26 @@ _RECONNECT = [
 ]
 
 
-def _read(source: str | Path | bytes | None) -> bytes | None:
-    if source is None or isinstance(source, bytes):
-        return source
-    return Path(source).read_bytes()
+def _open_channel(
+    address: str,
+    max_message_mb: int,
+    root_cert: PemSource,
+    client_cert: PemSource,
+    client_key: PemSource,
+    server_name: str | None,
+) -> grpc.Channel:
+    limit = max_message_mb * 1024 * 1024
+    options: list[tuple[str, int | str]] = [
+        ("grpc.max_send_message_length", limit),
+        ("grpc.max_receive_message_length", limit),
+        *_RECONNECT,
+    ]
+    if root_cert is None and client_cert is None and client_key is None:
+        return grpc.insecure_channel(address, options=options)
+    creds = channel_credentials(root_cert, client_cert, client_key)
+    if server_name:  # the name the server's certificate is checked against
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.secure_channel(address, creds, options=options)
 
 
 class NetClient:
@@ -43,7 +59,9 @@ class NetClient:
 
     TLS is on when ``root_cert`` (the CA the server's certificate must chain to) or a client
     certificate is given; ``client_cert`` + ``client_key`` add mutual TLS; ``server_name``
-    replaces the address's host when the server's certificate is checked.
+    replaces the address's host when the server's certificate is checked. ``channel`` is an
+    open channel to ``address`` to use instead (its credentials and message limits are its
+    own, so the TLS arguments and ``max_message_mb`` do not apply); ``close`` closes it.
     """
 
     def __init__(
@@ -52,18 +70,20 @@ class NetClient:
         *,
         name: str = "",
         token: str | None = None,
-        root_cert: str | Path | bytes | None = None,
-        client_cert: str | Path | bytes | None = None,
-        client_key: str | Path | bytes | None = None,
+        root_cert: PemSource = None,
+        client_cert: PemSource = None,
+        client_key: PemSource = None,
         server_name: str | None = None,
         timeout: float = 60.0,
         train_timeout: float = 600.0,
         max_message_mb: int = 256,
         retries: int = 3,
         retry_backoff: float = 0.2,
+        channel: grpc.Channel | None = None,
     ) -> None:
-        if (client_cert is None) != (client_key is None):
-            raise ValueError("a client certificate needs its key (client_cert and client_key)")
+        tls = (root_cert, client_cert, client_key, server_name)
+        if channel is not None and any(x is not None for x in tls):
+            raise ValueError("give either a channel or the TLS arguments to make one, not both")
         self.address = address
         self.name = name
         self.timeout = timeout
@@ -72,23 +92,9 @@ class NetClient:
         self.retry_backoff = retry_backoff
         self.prefix = f"agent {name} at {address}: " if name else f"agent at {address}: "
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
-        limit = max_message_mb * 1024 * 1024
-        options: list[tuple[str, int | str]] = [
-            ("grpc.max_send_message_length", limit),
-            ("grpc.max_receive_message_length", limit),
-            *_RECONNECT,
-        ]
-        if root_cert is None and client_cert is None:
-            self._channel = grpc.insecure_channel(address, options=options)
-        else:
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=_read(root_cert),
-                private_key=_read(client_key),
-                certificate_chain=_read(client_cert),
-            )
-            if server_name:  # the name the server's certificate is checked against
-                options.append(("grpc.ssl_target_name_override", server_name))
-            self._channel = grpc.secure_channel(address, creds, options=options)
+        if channel is None:
+            channel = _open_channel(address, max_message_mb, *tls)
+        self._channel = channel
         self._stub = net_pb2_grpc.NetStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 

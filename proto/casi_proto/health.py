@@ -13,14 +13,15 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from casi_proto.tls import channel_credentials
+
 
 def probe(address: str, *, timeout: float = 3.0, root_cert: Path | None = None) -> str:
     """The health status name of the server at ``address`` (e.g. ``SERVING``)."""
     if root_cert is None:
         channel = grpc.insecure_channel(address)
     else:
-        creds = grpc.ssl_channel_credentials(root_certificates=root_cert.read_bytes())
-        channel = grpc.secure_channel(address, creds)
+        channel = grpc.secure_channel(address, channel_credentials(root_cert))
     with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)

@@ -7,10 +7,13 @@ import threading
 import time
 from collections.abc import Iterator
 
+import grpc
 import numpy as np
 import pytest
+from casi.v1 import net_pb2_grpc
 from casi_learner.scripted import ScriptedNet
 from casi_learner.server import build_server, serving, shutdown
+from casi_proto import codec
 from casi_proto.api import Params
 from casi_proto.client import NetClient
 from casi_proto.compliance import NetContract
@@ -168,3 +171,24 @@ def test_client_refuses_unencodable_input_before_sending(address: str) -> None:
 def test_client_cert_without_key_is_a_usage_error() -> None:
     with pytest.raises(ValueError, match="client_key"):
         NetClient("127.0.0.1:1", client_cert=b"x")
+
+
+def test_errors_name_the_agent_then_carry_the_servers_sentence(address: str) -> None:
+    obs = np.zeros((2, 10), np.float32)
+    with grpc.insecure_channel(address) as channel:
+        stub = net_pb2_grpc.NetStub(channel)
+        with pytest.raises(grpc.RpcError) as raw:
+            stub.Predict(codec.observations_to_proto(obs), timeout=5)
+    with NetClient(address, name="contract") as client:
+        with pytest.raises(NetError) as info:
+            client.predict(obs)
+    assert info.value.code == "FAILED_PRECONDITION"
+    assert info.value.message == f"agent contract at {address}: Predict: {raw.value.details()}"
+
+
+def test_a_given_channel_is_used_as_it_is(address: str) -> None:
+    with NetClient(address, name="a6", channel=grpc.insecure_channel(address)) as client:
+        client.init(CFG)
+        assert client.predict(np.zeros((2, 10), np.float32))[0].shape == (2, 19)
+    with pytest.raises(ValueError, match="either a channel or the TLS arguments"):
+        NetClient(address, channel=grpc.insecure_channel(address), root_cert=b"x")
