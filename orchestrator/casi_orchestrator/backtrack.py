@@ -36,6 +36,8 @@ from typing import Literal, NamedTuple
 import numpy as np
 from casi_proto.api import Params
 
+from casi_orchestrator.checkpoint import params_arrays, read_params
+
 EventKind = Literal["push", "wait", "restart", "pop", "stop"]
 
 
@@ -63,7 +65,6 @@ class Backtracker:
         self.unimproved_limit = unimproved_limit
         self.best = -math.inf
         self.snapshots: list[Params] = [_copy(initial)]
-        self.metrics: list[float] = [-math.inf]  # metric at which each snapshot was pushed
         self.pops = self.restarts = self.unimproved = 0
 
     @property
@@ -77,7 +78,6 @@ class Backtracker:
         if metric > self.best:
             self.best = float(metric)
             self.snapshots.append(_copy(current()))
-            self.metrics.append(float(metric))
             self.restarts = self.unimproved = 0
             return Decision("push")
         self.unimproved += 1
@@ -94,31 +94,24 @@ class Backtracker:
                 kind = "pop"
                 if len(self.snapshots) > 1:
                     self.snapshots.pop()
-                    self.metrics.pop()
                 self.restarts = 0
         return Decision(kind, self.snapshots[-1])
 
     def state(self, prefix: str) -> dict[str, np.ndarray]:
         """The stack and counters as arrays, every key starting with ``prefix``.
 
-        Keys: ``counters`` int64 [pops, restarts, unimproved, n_snapshots];
-        ``best`` float64 [1]; ``metrics`` float64 [n_snapshots]; for snapshot ``i``
-        (0 = bottom): ``snap<i>/version`` int64 [1], ``snap<i>/tensors/<name>`` and
-        ``snap<i>/optimizer/<name>``.
+        Keys: ``counters`` int64 [pops, restarts, unimproved, n_snapshots]; ``best`` float64
+        [1]; snapshot ``i`` (0 = bottom) under ``snap<i>/`` as
+        :func:`casi_orchestrator.checkpoint.params_arrays` names a learner's state.
         """
         out = {
             f"{prefix}counters": np.array(
                 [self.pops, self.restarts, self.unimproved, len(self.snapshots)], np.int64
             ),
             f"{prefix}best": np.array([self.best], np.float64),
-            f"{prefix}metrics": np.array(self.metrics, np.float64),
         }
         for i, snap in enumerate(self.snapshots):
-            out[f"{prefix}snap{i}/version"] = np.array([snap.version], np.int64)
-            for name, a in snap.tensors.items():
-                out[f"{prefix}snap{i}/tensors/{name}"] = a
-            for name, a in snap.optimizer.items():
-                out[f"{prefix}snap{i}/optimizer/{name}"] = a
+            out.update(params_arrays(snap, f"{prefix}snap{i}/"))
         return out
 
     @classmethod
@@ -134,17 +127,15 @@ class Backtracker:
         try:
             pops, restarts, unimproved, n_snapshots = (int(x) for x in arrays[f"{prefix}counters"])
             best = float(arrays[f"{prefix}best"][0])
-            metrics = [float(x) for x in arrays[f"{prefix}metrics"]]
-            snapshots = [_read_snapshot(arrays, f"{prefix}snap{i}/") for i in range(n_snapshots)]
+            snapshots = [read_params(arrays, f"{prefix}snap{i}/") for i in range(n_snapshots)]
         except (KeyError, ValueError, IndexError) as e:
             raise ValueError(f"backtracking state under {prefix!r} is incomplete: {e}") from e
-        if n_snapshots < 1 or len(metrics) != n_snapshots:
+        if n_snapshots < 1:
             raise ValueError(
-                f"backtracking state under {prefix!r}: {n_snapshots} snapshots and "
-                f"{len(metrics)} metrics, expected the same number, at least 1"
+                f"backtracking state under {prefix!r}: {n_snapshots} snapshots, expected >= 1"
             )
         bt = cls(pop_limit, restart_limit, unimproved_limit, snapshots[0])
-        bt.snapshots, bt.metrics, bt.best = snapshots, metrics, best
+        bt.snapshots, bt.best = snapshots, best
         bt.pops, bt.restarts, bt.unimproved = pops, restarts, unimproved
         return bt
 
@@ -155,14 +146,3 @@ def _copy(params: Params) -> Params:
         optimizer={k: np.array(v, copy=True) for k, v in params.optimizer.items()},
         version=int(params.version),
     )
-
-
-def _read_snapshot(arrays: dict[str, np.ndarray], prefix: str) -> Params:
-    tensors: dict[str, np.ndarray] = {}
-    optimizer: dict[str, np.ndarray] = {}
-    for key, a in arrays.items():
-        if key.startswith(prefix + "tensors/"):
-            tensors[key[len(prefix) + len("tensors/") :]] = a
-        elif key.startswith(prefix + "optimizer/"):
-            optimizer[key[len(prefix) + len("optimizer/") :]] = a
-    return Params(tensors, optimizer, int(arrays[prefix + "version"][0]))

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from casi_proto.api import Params
 
 FORMAT = "casi-checkpoint/1"
 ARRAYS = "arrays.npz"
@@ -42,6 +43,33 @@ log = logging.getLogger(__name__)
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be read or written; the message names the file."""
+
+
+def params_arrays(params: Params, prefix: str) -> dict[str, np.ndarray]:
+    """A learner's state as checkpoint arrays, every key starting with ``prefix``.
+
+    The naming scheme of every Params in a checkpoint: ``<prefix>version`` int64 [1],
+    ``<prefix>tensors/<name>`` and ``<prefix>optimizer/<name>`` (the names of ``Params``).
+    """
+    arrays = {f"{prefix}tensors/{k}": v for k, v in params.tensors.items()}
+    arrays.update({f"{prefix}optimizer/{k}": v for k, v in params.optimizer.items()})
+    arrays[f"{prefix}version"] = np.array([params.version], np.int64)
+    return arrays
+
+
+def read_params(arrays: dict[str, np.ndarray], prefix: str) -> Params:
+    """The Params that :func:`params_arrays` stored under ``prefix``; KeyError if none."""
+    version = arrays[prefix + "version"]
+    return Params(
+        tensors=prefixed(arrays, prefix + "tensors/"),
+        optimizer=prefixed(arrays, prefix + "optimizer/"),
+        version=int(version[0]),
+    )
+
+
+def prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays whose key starts with ``prefix``, keyed by the rest of the key."""
+    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 def backup_path(path: Path) -> Path:

@@ -21,8 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
+from casi_orchestrator.exits import EXIT_ERROR, EXIT_SIGNAL_BASE, EXIT_USAGE
 
 
 class StopFlag:
@@ -42,7 +41,7 @@ class StopFlag:
 
     @property
     def exit_code(self) -> int:
-        return 128 + (self.signum or 0)
+        return EXIT_SIGNAL_BASE + (self.signum or 0)
 
 
 @contextmanager

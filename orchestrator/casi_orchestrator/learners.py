@@ -30,7 +30,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -57,7 +57,6 @@ class Learner:
     address: str
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def local(self) -> bool:

@@ -15,32 +15,7 @@ from typing import IO, Any
 
 import tomli_w
 
-INTENTION_NAMES = ("ignore", "specific_lie", "general_lie", "incomplete_truth", "complete_truth")
-EVAL_COLUMNS = (
-    "return",
-    "win_rate",
-    "steps_to_win",
-    "questions",
-    *(f"answers_{n}" for n in INTENTION_NAMES),
-)
-TRAIN_COLUMNS = (
-    "policy_loss",
-    "value_loss",
-    "entropy",
-    "approx_kl",
-    "clip_fraction",
-    "grad_norm",
-    "bonus",
-    "event",
-)
-
-
-def csv_columns(agents: list[str]) -> list[str]:
-    """The columns of iterations.csv for the given learning agents."""
-    cols = ["iteration", "agent_steps", "wall_time"]
-    for name in agents:
-        cols += [f"{name}.{c}" for c in EVAL_COLUMNS + TRAIN_COLUMNS]
-    return cols
+from casi_orchestrator.metrics import csv_columns
 
 
 def _cell(value: Any) -> str:

@@ -24,11 +24,10 @@ from rich.table import Table
 from casi_orchestrator.bonus import CountBonus
 from casi_orchestrator.checkpoint import CheckpointError, find_checkpoint
 from casi_orchestrator.config import RunConfig
+from casi_orchestrator.exits import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL_BASE
 from casi_orchestrator.learners import LearnerPool, LearnerStartError
 from casi_orchestrator.outputs import TrialOutput
 from casi_orchestrator.trainer import ResumeError, Trainer, TrialResult
-
-EXIT_ERROR = 1
 
 
 def _progress(console: Console) -> Progress:
@@ -133,8 +132,8 @@ def run_experiment(
     signum = getattr(should_stop, "signum", None)
     if results and results[-1].interrupted and signum:
         console.print(f"interrupted; resume with: casi run ... --resume (signal {signum})")
-        return 128 + int(signum)
-    return 0
+        return EXIT_SIGNAL_BASE + int(signum)
+    return EXIT_OK
 
 
 def _run_trial(

@@ -141,7 +141,6 @@ def test_state_round_trip_continues_identically():
         first.restarts,
         first.unimproved,
     )
-    assert resumed.metrics == first.metrics
     for a, b in zip(resumed.snapshots, first.snapshots, strict=True):
         assert a.version == b.version and a.tensors.keys() == b.tensors.keys()
         assert a.optimizer.keys() == b.optimizer.keys()

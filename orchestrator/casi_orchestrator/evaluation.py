@@ -1,0 +1,151 @@
+"""Evaluation on fixed episodes, and its metrics per learning agent (names in :mod:`metrics`).
+
+``return`` is the mean extrinsic return in points; ``win_rate`` the share of episodes won;
+``steps_to_win`` the mean over winners of the (1-based) step of the win, None if none won;
+``questions`` the questions asked of other agents per episode; ``answers_<intention>`` the
+replies given per episode, by intention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from casi_sim import INTENTION_NAMES, BatchSim
+
+from casi_orchestrator.fleet import Fleet
+from casi_orchestrator.metrics import (
+    QUESTIONS,
+    RETURN,
+    STEPS_TO_WIN,
+    WIN_RATE,
+    answers_key,
+)
+from casi_orchestrator.rollout import act, init_hidden, joint_action
+
+Metrics = dict[str, float | None]
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one evaluation per agent name, plus details for the log streams."""
+
+    metrics: dict[str, Metrics]
+    asked_to: dict[str, list[float]]  # questions per episode, by addressee slot
+    trajectory: list[dict[str, Any]] = field(default_factory=list)  # episode 0, step by step
+    world: dict[str, Any] = field(default_factory=dict)  # episode 0's world at its end
+
+
+@dataclass
+class Tally:
+    """Per-episode sums over an evaluation, [episodes, L] per learning agent."""
+
+    ret: np.ndarray
+    won: np.ndarray
+    win_step: np.ndarray
+    asked: np.ndarray
+    answers: np.ndarray  # [episodes, L, intentions]
+    asked_to: np.ndarray  # [L, na]: questions by addressee, summed over episodes
+
+    @classmethod
+    def zeros(cls, episodes: int, n: int, n_agents: int) -> Tally:
+        return cls(
+            ret=np.zeros((episodes, n)),
+            won=np.zeros((episodes, n), bool),
+            win_step=np.zeros((episodes, n)),
+            asked=np.zeros((episodes, n)),
+            answers=np.zeros((episodes, n, len(INTENTION_NAMES))),
+            asked_to=np.zeros((n, n_agents)),
+        )
+
+
+def evaluate(
+    fleet: Fleet,
+    sim: BatchSim,
+    seed: int,
+    head_sizes: list[int],
+    recurrent: bool,
+    rng: np.random.Generator | None = None,
+    details: tuple[bool, bool] = (False, False),
+) -> EvalResult:
+    """``sim.batch`` episodes from ``sim.reset(seed)``, greedy (``rng`` None) or sampled.
+
+    ``details`` = (trajectory, world): record episode 0 step by step, and its world at the end.
+    """
+    record_steps, record_world = details
+    members = fleet.members
+    slots = [m.slot for m in members]
+    obs = sim.reset(seed)
+    init_hidden(fleet, recurrent, sim.batch)
+    tally = Tally.zeros(sim.batch, len(members), sim.n_agents)
+    done = np.zeros((sim.batch, sim.n_agents), bool)
+    trajectory = []
+    for t in range(sim.cfg.max_steps):
+        _, actions, _ = act(fleet, obs, head_sizes, rng)
+        main, intentions = joint_action(slots, actions, sim.n_agents)
+        _count_questions(tally.asked_to, main, done, slots, sim)
+        if record_steps:
+            trajectory.append(_trajectory_step(t, main, intentions, done, fleet))
+        obs, reward, done, info = sim.step(main, intentions)
+        _add_step(tally, t, reward[:, slots], info, slots)
+        if trajectory:
+            trajectory[-1]["rewards"] = reward[0].tolist()
+    world = {}
+    if record_world:
+        state = sim.state()
+        world = {key: np.asarray(state[key][0]).tolist() for key in state}
+    names = [m.name for m in members]
+    asked_to = {name: (tally.asked_to[k] / sim.batch).tolist() for k, name in enumerate(names)}
+    return EvalResult(agent_metrics(tally, names), asked_to, trajectory, world)
+
+
+def _count_questions(
+    asked_to: np.ndarray, main: np.ndarray, done: np.ndarray, slots: list[int], sim: BatchSim
+) -> None:
+    c, m = sim.cfg.attrs.count, sim.cfg.attrs.values
+    for k, slot in enumerate(slots):
+        ask = main[:, slot] - 1 - c * m
+        is_ask = ~done[:, slot] & (ask >= 0)
+        np.add.at(asked_to[k], ask[is_ask] // c, 1)
+
+
+def _add_step(
+    tally: Tally, t: int, reward: np.ndarray, info: dict[str, np.ndarray], slots: list[int]
+) -> None:
+    tally.ret += reward
+    new_win = info["won"][:, slots] & ~tally.won
+    tally.win_step[new_win] = t + 1
+    tally.won |= new_win
+    tally.asked += info["asked"][:, slots]
+    tally.answers += info["answers"][:, slots, :]
+
+
+def agent_metrics(tally: Tally, names: list[str]) -> dict[str, Metrics]:
+    """The metrics of every learning agent from an evaluation's sums."""
+    metrics = {}
+    for k, name in enumerate(names):
+        wins = tally.won[:, k]
+        row: Metrics = {
+            RETURN: float(tally.ret[:, k].mean()),
+            WIN_RATE: float(wins.mean()),
+            STEPS_TO_WIN: float(tally.win_step[wins, k].mean()) if wins.any() else None,
+            QUESTIONS: float(tally.asked[:, k].mean()),
+        }
+        for i, intention in enumerate(INTENTION_NAMES):
+            row[answers_key(intention)] = float(tally.answers[:, k, i].mean())
+        metrics[name] = row
+    return metrics
+
+
+def _trajectory_step(
+    t: int, main: np.ndarray, intentions: np.ndarray, done: np.ndarray, fleet: Fleet
+) -> dict[str, Any]:
+    return {
+        "t": t,
+        "actions": {
+            m.name: [int(main[0, m.slot]), *intentions[0, m.slot].tolist()]
+            for m in fleet.members
+            if not done[0, m.slot]
+        },
+    }

@@ -1,0 +1,109 @@
+"""Acting and rollout collection: the learners' Predict, sampled actions, the game's step.
+
+:func:`act` is shared by training rollouts and evaluation; :func:`collect` fills a
+:class:`RolloutBuffer` with one iteration's ``B`` training episodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+from casi_sim import BatchSim
+
+from casi_orchestrator import sampling
+from casi_orchestrator.fleet import Fleet
+
+Prediction = tuple[np.ndarray, np.ndarray]  # logits [B, sum(heads)], values [B]
+# told (learner index k, its logits, which episodes it acted in) at every step of a rollout
+StepObserver = Callable[[int, np.ndarray, np.ndarray], None]
+
+
+class RolloutBuffer(NamedTuple):
+    """Training data of one iteration: arrays [L, B, T, ...] over the L learning agents."""
+
+    obs: np.ndarray  # float32 [L, B, T, obs_dim]
+    actions: np.ndarray  # int64 [L, B, T, n_heads]
+    logp: np.ndarray  # float32 [L, B, T]
+    values: np.ndarray  # float32 [L, B, T]
+    rewards: np.ndarray  # float32 [L, B, T], game points
+    mask: np.ndarray  # float32 [L, B, T], 1 where the agent acted
+
+    @classmethod
+    def zeros(cls, n: int, batch: int, steps: int, obs_dim: int, n_heads: int) -> RolloutBuffer:
+        return cls(
+            obs=np.zeros((n, batch, steps, obs_dim), np.float32),
+            actions=np.zeros((n, batch, steps, n_heads), np.int64),
+            logp=np.zeros((n, batch, steps), np.float32),
+            values=np.zeros((n, batch, steps), np.float32),
+            rewards=np.zeros((n, batch, steps), np.float32),
+            mask=np.zeros((n, batch, steps), np.float32),
+        )
+
+
+def act(
+    fleet: Fleet, obs: np.ndarray, head_sizes: list[int], rng: np.random.Generator | None
+) -> tuple[list[Prediction], list[np.ndarray], list[np.ndarray]]:
+    """Every member's Predict on its slot's observations, then one action per head.
+
+    ``rng`` None: the argmax of every head. Returns the predictions, the actions
+    (int64 [B, n_heads]) and their joint log-probabilities (float32 [B]), per member.
+    """
+    preds = fleet.each(lambda m: m.net.predict(np.ascontiguousarray(obs[:, m.slot])))
+    actions, logps = [], []
+    for logits, _ in preds:
+        action, logp = sampling.sample_heads(logits, head_sizes, rng)
+        actions.append(action)
+        logps.append(logp)
+    return preds, actions, logps
+
+
+def joint_action(
+    slots: list[int], actions: list[np.ndarray], n_agents: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The simulator's (main [B, na], intentions [B, na, na]); scripted slots stay 0."""
+    batch = actions[0].shape[0]
+    main = np.zeros((batch, n_agents), np.int64)
+    intentions = np.zeros((batch, n_agents, n_agents), np.int64)
+    for slot, action in zip(slots, actions, strict=True):
+        main[:, slot] = action[:, 0]
+        intentions[:, slot, :] = action[:, 1:]
+    return main, intentions
+
+
+def init_hidden(fleet: Fleet, recurrent: bool, batch: int) -> None:
+    """InitHidden on every learner, for recurrent models only (a no-op for the others)."""
+    if recurrent:
+        fleet.each(lambda m: m.net.init_hidden(batch))
+
+
+def collect(
+    fleet: Fleet,
+    sim: BatchSim,
+    seed: int,
+    rng: np.random.Generator,
+    head_sizes: list[int],
+    recurrent: bool,
+    observe: StepObserver | None = None,
+) -> RolloutBuffer:
+    """``sim.batch`` training episodes from ``sim.reset(seed)``, actions sampled with ``rng``."""
+    members, steps = fleet.members, sim.cfg.max_steps
+    slots = [m.slot for m in members]
+    obs = sim.reset(seed)
+    init_hidden(fleet, recurrent, sim.batch)
+    roll = RolloutBuffer.zeros(len(members), sim.batch, steps, sim.obs_dim, len(head_sizes))
+    done = np.zeros((sim.batch, sim.n_agents), bool)
+    for t in range(steps):
+        preds, actions, logps = act(fleet, obs, head_sizes, rng)
+        for k, m in enumerate(members):
+            roll.obs[k, :, t] = obs[:, m.slot]
+            roll.actions[k, :, t] = actions[k]
+            roll.logp[k, :, t] = logps[k]
+            roll.values[k, :, t] = preds[k][1]
+            if observe is not None:
+                observe(k, preds[k][0], ~done[:, m.slot])
+        roll.mask[:, :, t] = (~done[:, slots]).T
+        obs, reward, done, _ = sim.step(*joint_action(slots, actions, sim.n_agents))
+        roll.rewards[:, :, t] = reward[:, slots].T
+    return roll

@@ -1,0 +1,57 @@
+"""The wire messages a trial sends its learners, made from the run's config."""
+
+from __future__ import annotations
+
+from casi.v1 import net_pb2
+from casi_proto import PROTOCOL_VERSION
+from casi_sim import GameConfig
+
+from casi_orchestrator.config import AlgorithmCfg
+
+LOSSES = {
+    "ppo": net_pb2.LOSS_PPO,
+    "a2c": net_pb2.LOSS_A2C,
+    "reinforce": net_pb2.LOSS_REINFORCE,
+    "reinforce_baseline": net_pb2.LOSS_REINFORCE_BASELINE,
+}
+OPTIMIZERS = {
+    "adam": net_pb2.OPTIM_ADAM,
+    "rmsprop": net_pb2.OPTIM_RMSPROP,
+    "sgd": net_pb2.OPTIM_SGD,
+}
+ACTIVATIONS = {"tanh": net_pb2.ACTIVATION_TANH, "relu": net_pb2.ACTIVATION_RELU}
+N_INTENTIONS = 5
+
+
+def head_sizes(game: GameConfig) -> list[int]:
+    """The main head ``A``, then one intention head per agent slot (SPEC 4)."""
+    return [game.n_main_actions] + [N_INTENTIONS] * game.n_agents
+
+
+def optim_cfg(alg: AlgorithmCfg) -> net_pb2.OptimCfg:
+    """The optimizer of ``[algorithm]``, for Init and ResetOptimizer."""
+    return net_pb2.OptimCfg(
+        kind=OPTIMIZERS[alg.optimizer], lr=alg.lr, momentum=alg.momentum, eps=alg.eps
+    )
+
+
+def net_cfg(alg: AlgorithmCfg, game: GameConfig, seed: int) -> net_pb2.NetCfg:
+    """The NetCfg of one learning agent whose model is initialised from ``seed``."""
+    return net_pb2.NetCfg(
+        protocol_version=PROTOCOL_VERSION,
+        obs_dim=game.obs_dim,
+        head_sizes=head_sizes(game),
+        hidden_sizes=alg.hidden_sizes,
+        recurrent=alg.recurrent,
+        seed=seed,
+        loss=LOSSES[alg.loss],
+        optim=optim_cfg(alg),
+        clip=alg.clip,
+        value_coef=alg.value_coef,
+        entropy_coef=alg.entropy_coef,
+        epochs=alg.epochs,
+        minibatches=alg.minibatches,
+        max_grad_norm=alg.max_grad_norm,
+        clip_value=alg.clip_value,
+        activation=ACTIVATIONS[alg.activation],
+    )
