@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from casi_proto.api import Sequences
 from casi_proto.client import NetClient
-from casi_proto.compliance import NetContract, log_softmax
+from casi_proto.compliance import NetContract
+from casi_proto.heads import log_softmax
 
 from ..conftest import LearnerProcess
 

@@ -1,4 +1,5 @@
-"""The Net contract suite against real gRPC servers for every scripted policy."""
+"""The Net contract suite against real gRPC servers for every scripted policy (and behind a
+token for one of them)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from casi.v1 import net_pb2
 from casi_learner.scripted import ScriptedNet
 from casi_learner.server import serving
 from casi_proto.client import NetClient
-from casi_proto.compliance import NetContract
+from casi_proto.compliance import Endpoint, NetContract
 
 
 class ScriptedContract(NetContract):
@@ -39,9 +41,24 @@ class TestRandom(ScriptedContract):
     policy = "random"
 
 
+class TestHonestWithAToken(ScriptedContract):
+    policy = "honest"
+
+    @pytest.fixture
+    def endpoint(self) -> Iterator[Endpoint]:
+        with serving(ScriptedNet(self.policy), token="contract-token") as address:
+            yield Endpoint(address, token="contract-token")
+
+
 # Head layout of the contract config: main head of 9, then two intention heads of 5.
 @pytest.mark.parametrize(
-    ("policy", "intention"), [("honest", 4), ("liar", 1), ("silent", 0), ("random", None)]
+    ("policy", "intention"),
+    [
+        ("honest", net_pb2.INTENTION_COMPLETE_TRUTH),
+        ("liar", net_pb2.INTENTION_SPECIFIC_LIE),
+        ("silent", net_pb2.INTENTION_IGNORE),
+        ("random", None),
+    ],
 )
 def test_policy_logits_choose_noop_and_the_intention(policy: str, intention: int | None) -> None:
     with serving(ScriptedNet(policy)) as address, NetClient(address) as client:

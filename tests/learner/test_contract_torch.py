@@ -1,15 +1,26 @@
-"""The Net contract suite against a real gRPC server for TorchNet."""
+"""The Net contract suite against real gRPC servers for TorchNet: plaintext, TLS with a token."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from casi_learner.server import serving
-from casi_proto.compliance import NetContract
+from casi_proto.compliance import Endpoint, NetContract
+from casi_proto.tls import channel_credentials
+
+from ..conftest import make_test_ca
 
 pytest.importorskip("torch")
 from casi_learner.torch_net import TorchNet  # noqa: E402
+
+TOKEN = "contract-token"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_test_ca(tmp_path_factory.mktemp("ca"))
 
 
 class TestTorchNet(NetContract):
@@ -20,3 +31,15 @@ class TestTorchNet(NetContract):
     def address(self) -> Iterator[str]:
         with serving(TorchNet("cpu", threads=1)) as address:
             yield address
+
+
+class TestTorchNetOverTlsWithAToken(NetContract):
+    trainable = True
+    has_params = True
+
+    @pytest.fixture
+    def endpoint(self, certs: Path) -> Iterator[Endpoint]:
+        tls = {"tls_cert": certs / "server.pem", "tls_key": certs / "server.key"}
+        with serving(TorchNet("cpu", threads=1), token=TOKEN, **tls) as address:
+            creds = channel_credentials(root_cert=certs / "ca.pem")
+            yield Endpoint(address, credentials=creds, token=TOKEN)

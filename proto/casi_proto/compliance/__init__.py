@@ -1,0 +1,69 @@
+"""Contract tests that any implementation of the Net service can run unchanged.
+
+Subclass :class:`NetContract` in a pytest module (name the subclass ``Test...``), declare
+what the implementation can do with the class flags, and give the server under test by one
+fixture: ``address`` (a plaintext server, ``host:port``) or ``endpoint`` (an
+:class:`Endpoint`: address, channel credentials, the token the server was started with)::
+
+    class TestMyNet(NetContract):
+        trainable = True
+
+        @pytest.fixture
+        def address(self):
+            with serving(MyNet()) as address:  # casi_learner.server.serving
+                yield address
+
+    class TestMyNetBehindTlsAndAToken(NetContract):
+        @pytest.fixture
+        def endpoint(self):
+            server = start_my_server(port=0, token="t", cert=..., key=...)  # in any language
+            creds = casi_proto.tls.channel_credentials(root_cert="ca.pem")
+            yield Endpoint(f"127.0.0.1:{server.port}", credentials=creds, token="t")
+            server.stop()
+
+The fixture is called for every test, so every test gets a fresh server. The tests reach
+it over gRPC only: through :class:`~casi_proto.client.NetClient` on a channel of the
+endpoint's for well-formed calls, and through the bare stub (``raw``) for refused or
+malformed ones, whose messages are then the server's status details, word for word.
+
+The tests come in one class per group, which can also be run on their own:
+:class:`InitContract` (Init, InitHidden), :class:`PredictContract`, :class:`TrainContract`
+(Train, ResetOptimizer), :class:`ParamsContract` (GetParams, SetParams) and
+:class:`ServiceContract` (health service, reflection; token checks when the endpoint has one).
+"""
+
+from casi_proto.compliance.base import (
+    ContractBase,
+    Endpoint,
+    RawCall,
+    assert_params_equal,
+    call_raw,
+    expect_error,
+    raw_tensor,
+)
+from casi_proto.compliance.init import InitContract
+from casi_proto.compliance.params import ParamsContract
+from casi_proto.compliance.predict import PredictContract
+from casi_proto.compliance.service import ServiceContract
+from casi_proto.compliance.train import TrainContract
+
+
+class NetContract(InitContract, PredictContract, TrainContract, ParamsContract, ServiceContract):
+    """Every contract test; see the module docstring."""
+
+
+__all__ = [
+    "ContractBase",
+    "Endpoint",
+    "InitContract",
+    "NetContract",
+    "ParamsContract",
+    "PredictContract",
+    "RawCall",
+    "ServiceContract",
+    "TrainContract",
+    "assert_params_equal",
+    "call_raw",
+    "expect_error",
+    "raw_tensor",
+]
