@@ -77,7 +77,8 @@ class NetServicer:
     """
 
     def Init(self, request, context):
-        """Builds a fresh model and optimizer. May be called again at any time.
+        """Builds a fresh model and optimizer. May be called again at any time; the
+        state then starts over (version 0, no recurrent state).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,14 +95,16 @@ class NetServicer:
 
     def Predict(self, request, context):
         """One forward pass: action preferences and state values. A recurrent model
-        advances its hidden state by one step.
+        needs InitHidden first, takes exactly its batch of rows and advances its
+        hidden state by one step.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ResetOptimizer(self, request, context):
-        """Replaces the optimizer state by a fresh one (used by backtracking).
+        """Replaces the optimizer by a fresh one with these settings (used by
+        backtracking); the model is left alone.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
