@@ -86,9 +86,21 @@ def exp2_config(address: str | None, **sections: dict[str, Any]) -> Any:
 
 
 class Session:
-    """One exp2_honest trial, started and ready for ``step``: learner, output folder, trainer."""
+    """One exp2_honest trial, started and ready for ``step``: learner, output folder, trainer.
 
-    def __init__(self, address: str | None, folder: Path, **sections: dict[str, Any]) -> None:
+    ``trainer_class`` (a Trainer subclass) and ``wrap_net`` (a function of the learner's Net
+    returning another Net) let a benchmark look inside an iteration through the trainer's
+    phase methods and the Net protocol.
+    """
+
+    def __init__(
+        self,
+        address: str | None,
+        folder: Path,
+        trainer_class: Any = None,
+        wrap_net: Any = None,
+        **sections: dict[str, Any],
+    ) -> None:
         from casi_orchestrator.learners import LearnerPool
         from casi_orchestrator.outputs import TrialOutput
         from casi_orchestrator.trainer import Trainer
@@ -98,22 +110,25 @@ class Session:
         self.pool = LearnerPool(self.cfg.learners, folder)
         names = [spec.name for _, spec in self.cfg.learning_agents]
         for _, spec in self.cfg.learning_agents:
-            self.pool.open(spec.name, spec.address)
+            learner = self.pool.open(spec.name, spec.address)
+            if wrap_net is not None:
+                learner.net = wrap_net(learner.net)
         out = TrialOutput(folder / "trial-0", names, self.cfg.log.iteration_csv)
-        self.trainer = Trainer(self.cfg, 0, self.pool, out)
+        self.trainer = (trainer_class or Trainer)(self.cfg, 0, self.pool, out)
         self.trainer.start(resume=False)
 
     @property
-    def agent(self) -> Any:
-        return self.trainer.agents[0]
+    def member(self) -> Any:
+        """The learning agent a0 (its learner, its last parameters)."""
+        return self.trainer.fleet.members[0]
 
     def step(self) -> tuple[float, int]:
         """One iteration (with its evaluation when due): (seconds, agent-steps)."""
-        before = self.trainer.agent_steps
+        before = self.trainer.state.agent_steps
         t0 = time.perf_counter()
-        self.trainer.step(self.trainer.iteration + 1)
+        self.trainer.run_iteration(self.trainer.iteration + 1)
         seconds = time.perf_counter() - t0
-        return seconds, self.trainer.agent_steps - before
+        return seconds, self.trainer.state.agent_steps - before
 
     def close(self) -> None:
         self.trainer.out.close()

@@ -193,7 +193,7 @@ def main() -> None:
                 for _ in range(args.warmup):
                     s.step()
             result = throughput(sessions, args.rounds, args.block)
-            local, remote = (s.agent.learner.net for s in sessions)
+            local, remote = (s.member.net for s in sessions)
             pool = sessions[1].trainer.sim.reset(0)[:, 0].copy()
             pool = np.concatenate([pool] * 16)
             echo = Echo()
@@ -202,7 +202,7 @@ def main() -> None:
             finally:
                 echo.close()
             # the same seed and the same TorchNet code: both sides did exactly the same work
-            steps = [s.trainer.agent_steps for s in sessions]
+            steps = [s.trainer.state.agent_steps for s in sessions]
             extra = {
                 "iterations_done": [s.trainer.iteration for s in sessions],
                 "agent_steps_done": steps,

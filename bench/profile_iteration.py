@@ -2,25 +2,25 @@
 
 Two trials of ``experiments/exp2_honest.toml`` run side by side, iterations alternating: agent
 a0 in this process (``address = "inprocess"``, the learner's ``TorchNet`` called directly) and
-a0 as a local ``casi-learner`` subprocess over loopback gRPC. Each timed iteration is split into
-exclusive sections by ``time.perf_counter`` wrappers that this benchmark puts around the
-objects the trainer calls (nothing in the library is instrumented, so switched off it costs
-nothing):
+a0 as a local ``casi-learner`` subprocess over loopback gRPC. Each timed iteration is the
+trainer's own ``run_iteration``, split into exclusive sections at the module boundaries the
+loop calls: a :class:`Trainer` subclass times its phase methods (``rollout``, ``update``,
+``evaluate``), and a Net wrapper, given to the trainer in place of the learner's Net, times
+each call of the contract. Nothing in the library is patched or instrumented.
 
-- ``sim``: ``BatchSim.reset`` and ``step``; ``sampling``: the per-head Gumbel-max sampling;
-- ``encode``: the client's codec calls (numpy -> proto for Predict and Train, proto -> numpy
-  for Predictions and Params);
-- ``forward`` and ``train``: the learner's own compute. In-process they are ``TorchNet.predict``
-  and ``TorchNet.train``; over gRPC the same calls are replayed, after the iteration, on a
-  ``TorchNet`` in this process loaded with the remote learner's parameters and optimizer state;
-- ``RPC predict``, ``RPC train``: the client's round trip minus encode and minus the replayed
-  compute: transport, the server's decode, checks, encode and scheduling;
+- ``rollout other``: the rollout minus its Predict calls (simulator, sampling, bookkeeping);
+- ``predict``: Predict calls, in-process the learner's forward pass; over gRPC split into
+  ``encode`` (the client's codec on the same arrays, replayed after the iteration),
+  ``forward`` (the same Predicts replayed on a ``TorchNet`` in this process loaded with the
+  remote learner's state) and ``RPC predict`` (the rest: transport, the server's decode,
+  checks, encode and scheduling);
+- ``bonus + GAE``: the update phase minus its Train and GetParams calls;
+- ``train``, ``RPC train``: Train, split over gRPC like Predict (``encode`` includes it);
 - ``get_params``: the GetParams after every Train (kept so that a dead learner can be given
   back its state), round trip;
-- ``bonus``, ``GAE``: exploration bonus and advantages;
 - ``eval``: the whole greedy evaluation (every ``eval.every`` = 10 iterations; its share per
   iteration is reported);
-- ``other``: the rest (rollout bookkeeping, logging, CSV).
+- ``logs + other``: the rest of the iteration (log streams, the CSV row).
 
 Prints a table (milliseconds per iteration, medians) and writes ``bench/results/profile.json``
 (``profile-B<batch>.json`` with ``--batch``).
@@ -44,18 +44,16 @@ import numpy as np
 from common import Session, median, write_results
 
 SECTIONS = (
-    "sim",
-    "sampling",
+    "rollout other",
     "encode",
     "forward",
     "RPC predict",
-    "bonus",
-    "GAE",
+    "bonus + GAE",
     "train",
     "RPC train",
     "get_params",
     "eval",
-    "other",
+    "logs + other",
 )
 
 
@@ -98,18 +96,6 @@ class Profiler:
 PROFILER = Profiler()
 
 
-class TimedSim:
-    """A BatchSim whose reset and step are timed as ``sim``."""
-
-    def __init__(self, sim: Any) -> None:
-        self._sim = sim
-        self.reset = PROFILER.wrap("sim", sim.reset)
-        self.step = PROFILER.wrap("sim", sim.step)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sim, name)
-
-
 class TimedNet:
     """A Net whose calls are timed; over gRPC it records Predict and Train inputs for replay."""
 
@@ -143,77 +129,64 @@ class TimedNet:
             return self._net.get_params()
 
 
-def instrument(session: Session) -> TimedNet:
-    """Puts the timing wrappers around what ``session``'s trainer calls."""
-    tr = session.trainer
-    tr.sim, tr.eval_sim = TimedSim(tr.sim), TimedSim(tr.eval_sim)
-    tr.evaluate = PROFILER.wrap("eval", tr.evaluate, opaque=True)  # type: ignore[method-assign]
-    agent = session.agent
-    agent.bonus = PROFILER.wrap("bonus", agent.bonus)
-    net = TimedNet(agent.learner.net, remote=session.label == "gRPC")
-    agent.learner.net = net
-    return net
+def timed_trainer() -> type:
+    """A Trainer whose phase methods are timed as sections."""
+    from casi_orchestrator.trainer import Trainer
 
+    class TimedTrainer(Trainer):
+        def rollout(self, it: int) -> Any:
+            with PROFILER.section("rollout other"):
+                return super().rollout(it)
 
-@contextmanager
-def patched_modules() -> Iterator[None]:
-    """Times the sampling, GAE and codec functions as the trainer and the client call them."""
-    from casi_orchestrator import sampling, trainer
-    from casi_proto import codec
+        def update(self, it: int, roll: Any) -> Any:
+            with PROFILER.section("bonus + GAE"):
+                return super().update(it, roll)
 
-    saved: list[tuple[Any, str, Any]] = []
+        def evaluate(self, it: int) -> Any:
+            with PROFILER.section("eval", opaque=True):
+                return super().evaluate(it)
 
-    def patch(module: Any, name: str, section: str) -> None:
-        fn = getattr(module, name)
-        saved.append((module, name, fn))
-        setattr(module, name, PROFILER.wrap(section, fn))
-
-    patch(sampling, "sample_heads", "sampling")
-    patch(trainer, "gae", "GAE")
-    for name in (
-        "observations_to_proto",
-        "predictions_from_proto",
-        "sequences_to_proto",
-        "params_from_proto",
-    ):
-        patch(codec, name, "encode")
-    try:
-        yield
-    finally:
-        for module, name, fn in saved:
-            setattr(module, name, fn)
+    return TimedTrainer
 
 
 def replay(net: TimedNet, params: Any, shadow: Any) -> dict[str, float]:
-    """The remote learner's compute, replayed on ``shadow`` loaded with the same state."""
+    """The remote learner's compute, replayed on ``shadow`` loaded with the same state, and
+    the client's encoding of the same requests."""
+    from casi_proto import codec
+
     shadow.set_params(params)
-    forward = 0.0
+    times = {"forward": 0.0, "train": 0.0, "encode_predict": 0.0, "encode_train": 0.0}
+
+    def timed(name: str, fn: Callable[..., Any], *args: Any) -> None:
+        t0 = time.perf_counter()
+        fn(*args)
+        times[name] += time.perf_counter() - t0
+
     for obs in net.predicts:
-        t0 = time.perf_counter()
-        shadow.predict(obs)
-        forward += time.perf_counter() - t0
-    train = 0.0
+        timed("encode_predict", codec.observations_to_proto, obs)
+        timed("forward", shadow.predict, obs)
     for step, batch in net.trains:
-        t0 = time.perf_counter()
-        shadow.train(step, batch)
-        train += time.perf_counter() - t0
+        timed("encode_train", codec.sequences_to_proto, step, batch)
+        timed("train", shadow.train, step, batch)
     net.predicts.clear()
     net.trains.clear()
-    return {"forward": forward, "train": train}
+    return times
 
 
 def profile_iteration(session: Session, net: TimedNet, shadow: Any) -> dict[str, float]:
     """One timed iteration of ``session``: exclusive milliseconds per section."""
-    params_before = session.agent.params
+    params_before = session.member.params
     PROFILER.take()
-    with PROFILER.section("other"):
+    with PROFILER.section("logs + other"):
         session.step()
     times = PROFILER.take()
     if net.remote:
-        compute = replay(net, params_before, shadow)
-        times["RPC predict"] = times.get("RPC predict", 0.0) - compute["forward"]
-        times["RPC train"] = times.get("RPC train", 0.0) - compute["train"]
-        times.update(compute)
+        spent = replay(net, params_before, shadow)
+        rpc_predict, rpc_train = times.get("RPC predict", 0.0), times.get("RPC train", 0.0)
+        times["RPC predict"] = rpc_predict - spent["forward"] - spent["encode_predict"]
+        times["RPC train"] = rpc_train - spent["train"] - spent["encode_train"]
+        times["encode"] = spent["encode_predict"] + spent["encode_train"]
+        times["forward"], times["train"] = spent["forward"], spent["train"]
     times["total"] = sum(times.values())
     return {k: 1000 * v for k, v in times.items()}
 
@@ -228,26 +201,35 @@ def main() -> None:
     from casi_learner.torch_net import TorchNet
 
     with tempfile.TemporaryDirectory() as tmp:
+        nets: list[TimedNet] = []
+
+        def wrap(remote: bool) -> Callable[[Any], TimedNet]:
+            def make(net: Any) -> TimedNet:
+                nets.append(TimedNet(net, remote))
+                return nets[-1]
+
+            return make
+
+        trainer = timed_trainer()
         sessions = [
-            Session("inprocess", Path(tmp) / "inprocess", algorithm=algorithm),
-            Session(None, Path(tmp) / "grpc", algorithm=algorithm),
+            Session(
+                "inprocess", Path(tmp) / "inprocess", trainer, wrap(False), algorithm=algorithm
+            ),
+            Session(None, Path(tmp) / "grpc", trainer, wrap(True), algorithm=algorithm),
         ]
         shadow = TorchNet("cpu", threads=sessions[1].cfg.learners.threads or None)
-        shadow.init(sessions[1].trainer.net_cfg(sessions[1].agent))
+        shadow.init(sessions[1].trainer.net_cfg(sessions[1].member))
         try:
-            nets = []
-            with patched_modules():
-                nets = [instrument(s) for s in sessions]
-                for _ in range(args.warmup):
-                    for s in sessions:
-                        s.step()
-                for net in nets:
-                    net.predicts.clear()
-                    net.trains.clear()
-                rows: dict[str, list[dict[str, float]]] = {s.label: [] for s in sessions}
-                for _ in range(args.iterations):
-                    for s, net in zip(sessions, nets, strict=True):
-                        rows[s.label].append(profile_iteration(s, net, shadow))
+            for _ in range(args.warmup):
+                for s in sessions:
+                    s.step()
+            for net in nets:
+                net.predicts.clear()
+                net.trains.clear()
+            rows: dict[str, list[dict[str, float]]] = {s.label: [] for s in sessions}
+            for _ in range(args.iterations):
+                for s, net in zip(sessions, nets, strict=True):
+                    rows[s.label].append(profile_iteration(s, net, shadow))
         finally:
             for s in sessions:
                 s.close()

@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+from casi_sim.config import Kind as AgentKind
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,7 +25,6 @@ from pydantic import (
     model_validator,
 )
 
-AgentKind = Literal["learner", "random", "honest", "liar", "silent"]
 GAME_KEYS = ("max_steps", "init", "end_on_first_win", "attrs", "incentives")
 DEFAULT_TOKEN_ENV = "CASI_TOKEN"
 
@@ -227,7 +227,7 @@ class RunConfig(Section):
     name: str = ""
     """Experiment name (output folder); default: the file's stem."""
     seed: int = Field(default=0, ge=0, lt=2**63)
-    """Run seed; trial k uses seed + k."""
+    """Run seed; every random stream of trial k derives from (seed, k, purpose, iteration)."""
     agents: list[AgentSpec | AgentKind] = Field(min_length=2, max_length=16)
     """Agent kinds, or tables {name, kind, address}."""
     max_steps: Any = None

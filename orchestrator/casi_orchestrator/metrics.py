@@ -7,7 +7,7 @@ plots and the summary) takes them from here.
 from __future__ import annotations
 
 from casi_proto.api import LOSS_FIELDS
-from casi_sim import INTENTION_NAMES
+from casi_proto.names import INTENTION_NAMES
 
 RETURN = "return"
 WIN_RATE = "win_rate"
@@ -31,7 +31,10 @@ LOSS_METRICS = LOSS_FIELDS
 BONUS = "bonus"
 EVENT = "event"
 TRAIN_COLUMNS = (*LOSS_METRICS, BONUS, EVENT)
-RUN_COLUMNS = ("iteration", "agent_steps", "wall_time")
+ITERATION = "iteration"
+AGENT_STEPS = "agent_steps"
+WALL_TIME = "wall_time"
+RUN_COLUMNS = (ITERATION, AGENT_STEPS, WALL_TIME)
 
 
 def column(agent: str, metric: str) -> str:

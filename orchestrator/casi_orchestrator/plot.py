@@ -19,6 +19,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from casi_orchestrator.metrics import AGENT_STEPS, ITERATION, WIN_RATE
+
 
 class Curve(NamedTuple):
     """One agent's curve in one run, aligned on iteration."""
@@ -55,7 +57,7 @@ def read_trial(csv_path: Path, metric: str) -> dict[str, Series]:
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
-        for required in ("iteration", "agent_steps"):
+        for required in (ITERATION, AGENT_STEPS):
             if required not in columns:
                 raise ValueError(f"{csv_path}: no column {required!r} (columns: {columns})")
         suffix = "." + metric
@@ -67,7 +69,7 @@ def read_trial(csv_path: Path, metric: str) -> dict[str, Series]:
                 if not cell:
                     continue
                 try:
-                    point = (int(row["iteration"]), float(row["agent_steps"]), float(cell))
+                    point = (int(row[ITERATION]), float(row[AGENT_STEPS]), float(cell))
                 except (TypeError, ValueError) as e:
                     raise ValueError(f"{csv_path}, line {line}: {e}") from e
                 if math.isfinite(point[2]):
@@ -77,7 +79,7 @@ def read_trial(csv_path: Path, metric: str) -> dict[str, Series]:
     }
 
 
-def run_curves(run_dir: Path, metric: str = "win_rate", alpha: float = 0.1) -> dict[str, Curve]:
+def run_curves(run_dir: Path, metric: str = WIN_RATE, alpha: float = 0.1) -> dict[str, Curve]:
     """The curve of every agent of one run (all its trials)."""
     files = sorted(Path(run_dir).glob("trial-*/iterations.csv"))
     if not files:
@@ -110,7 +112,7 @@ def _align(trials: list[Series]) -> Curve:
 def build_figure(
     run_dirs: list[Path],
     *,
-    metric: str = "win_rate",
+    metric: str = WIN_RATE,
     alpha: float = 0.1,
     labels: list[str] | None = None,
 ) -> Figure:
@@ -140,7 +142,7 @@ def plot_runs(
     run_dirs: list[Path],
     out: Path,
     *,
-    metric: str = "win_rate",
+    metric: str = WIN_RATE,
     ewma: float = 0.1,
     labels: list[str] | None = None,
 ) -> Path:

@@ -26,6 +26,7 @@ from casi_orchestrator.checkpoint import CheckpointError, find_checkpoint
 from casi_orchestrator.config import RunConfig
 from casi_orchestrator.exits import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL_BASE
 from casi_orchestrator.learners import LearnerPool, LearnerStartError
+from casi_orchestrator.metrics import QUESTIONS, RETURN, WIN_RATE
 from casi_orchestrator.outputs import TrialOutput
 from casi_orchestrator.trainer import ResumeError, Trainer, TrialResult
 
@@ -45,7 +46,7 @@ def _progress(console: Console) -> Progress:
 def _win_text(last_eval: dict[str, dict[str, float | None]]) -> str:
     if not last_eval:
         return "-"
-    return " ".join(f"{name}={m['win_rate']:.2f}" for name, m in last_eval.items())
+    return " ".join(f"{name}={m[WIN_RATE]:.2f}" for name, m in last_eval.items())
 
 
 def _summary(console: Console, cfg: RunConfig, folder: Path, results: list[TrialResult]) -> None:
@@ -59,7 +60,7 @@ def _summary(console: Console, cfg: RunConfig, folder: Path, results: list[Trial
         for name, m in (r.last_eval or {"-": {}}).items():
             table.add_row(
                 str(k), str(r.iteration), steps, f"{r.wall_time:.0f}", name,
-                _fmt(m.get("win_rate")), _fmt(m.get("return")), _fmt(m.get("questions")), end,
+                _fmt(m.get(WIN_RATE)), _fmt(m.get(RETURN)), _fmt(m.get(QUESTIONS)), end,
             )  # fmt: skip
     console.print(table)
     console.print(f"outputs in {folder}: trial-*/ (iterations.csv, events.jsonl, checkpoint/, "

@@ -8,6 +8,7 @@ parameters: a resumed run draws exactly what an uninterrupted one would have dra
 from __future__ import annotations
 
 import numpy as np
+from casi_proto.heads import head_slices, log_softmax
 
 # purposes of derived streams (never renumber: resumed runs depend on them)
 NET_INIT = 1
@@ -28,19 +29,6 @@ def derive_seed(*keys: int) -> int:
 def rng_for(*keys: int) -> np.random.Generator:
     """A numpy Generator for the stream named by ``keys``."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(k) for k in keys])))
-
-
-def head_slices(head_sizes: list[int]) -> list[slice]:
-    """The column range of every head inside the concatenated logits."""
-    ends = np.cumsum(head_sizes)
-    return [slice(int(e - n), int(e)) for n, e in zip(head_sizes, ends, strict=True)]
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax in float64."""
-    x = np.asarray(x, np.float64)
-    shifted = x - x.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def sample_heads(

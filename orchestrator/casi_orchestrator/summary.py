@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from casi_orchestrator.metrics import ITERATION, QUESTIONS, RETURN, WALL_TIME, WIN_RATE
 from casi_orchestrator.plot import read_trial
 
 COLUMNS = (
@@ -46,11 +47,11 @@ def _last(trial_csv: Path, metric: str, agent: str) -> float:
 
 def _wall_times(trial_csv: Path) -> dict[int, float]:
     with open(trial_csv, newline="") as f:
-        return {int(r["iteration"]): float(r["wall_time"]) for r in csv.DictReader(f)}
+        return {int(r[ITERATION]): float(r[WALL_TIME]) for r in csv.DictReader(f)}
 
 
 def summarize_trial(trial_csv: Path, agent: str, target: float) -> TrialSummary | None:
-    wins = read_trial(trial_csv, "win_rate").get(agent)
+    wins = read_trial(trial_csv, WIN_RATE).get(agent)
     if wins is None:
         return None
     reached = [i for i, w in enumerate(wins.values) if w >= target]
@@ -64,15 +65,15 @@ def summarize_trial(trial_csv: Path, agent: str, target: float) -> TrialSummary 
         best_win=float(wins.values.max()),
         steps_to_target=steps,
         seconds_to_target=seconds,
-        questions=_last(trial_csv, "questions", agent),
-        final_return=_last(trial_csv, "return", agent),
+        questions=_last(trial_csv, QUESTIONS, agent),
+        final_return=_last(trial_csv, RETURN, agent),
     )
 
 
 def _agents(trial_csvs: list[Path]) -> list[str]:
     names: list[str] = []
     for path in trial_csvs:
-        names += [a for a in read_trial(path, "win_rate") if a not in names]
+        names += [a for a in read_trial(path, WIN_RATE) if a not in names]
     return names
 
 

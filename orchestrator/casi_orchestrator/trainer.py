@@ -37,6 +37,7 @@ from casi_orchestrator.evaluation import EvalResult, Metrics, evaluate
 from casi_orchestrator.fleet import Fleet, Member
 from casi_orchestrator.learners import LearnerPool
 from casi_orchestrator.logs import ActionProbs, Losses, Streams, csv_row, start_fields
+from casi_orchestrator.metrics import WIN_RATE
 from casi_orchestrator.outputs import TrialOutput
 from casi_orchestrator.resume import (
     Checkpoints,
@@ -179,7 +180,7 @@ class Trainer:
         target, last = self.cfg.eval.target_win_rate, self.state.last_eval
         if target is None or not last:
             return False
-        rates = [last.get(m.name, {}).get("win_rate") for m in self.fleet.members]
+        rates = [last.get(m.name, {}).get(WIN_RATE) for m in self.fleet.members]
         return all(r is not None and r >= target for r in rates)
 
     # ---------------------------------------------------------------- the phases

@@ -4,23 +4,10 @@ from __future__ import annotations
 
 from casi.v1 import net_pb2
 from casi_proto import PROTOCOL_VERSION
+from casi_proto.names import ACTIVATIONS, LOSSES, N_INTENTIONS, OPTIMIZERS
 from casi_sim import GameConfig
 
 from casi_orchestrator.config import AlgorithmCfg
-
-LOSSES = {
-    "ppo": net_pb2.LOSS_PPO,
-    "a2c": net_pb2.LOSS_A2C,
-    "reinforce": net_pb2.LOSS_REINFORCE,
-    "reinforce_baseline": net_pb2.LOSS_REINFORCE_BASELINE,
-}
-OPTIMIZERS = {
-    "adam": net_pb2.OPTIM_ADAM,
-    "rmsprop": net_pb2.OPTIM_RMSPROP,
-    "sgd": net_pb2.OPTIM_SGD,
-}
-ACTIVATIONS = {"tanh": net_pb2.ACTIVATION_TANH, "relu": net_pb2.ACTIVATION_RELU}
-N_INTENTIONS = 5
 
 
 def head_sizes(game: GameConfig) -> list[int]:
