@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from casi_sim import BatchSim, GameConfig, kernel
+from casi_sim import GUESS_OUTCOMES, N_INTENTIONS, BatchSim, GameConfig, kernel
 from casi_sim.reference import ReferenceSim
 from common import write_results
 
@@ -74,35 +74,25 @@ def kernel_episode(sim: BatchSim, plan: list[tuple[np.ndarray, np.ndarray]]) -> 
     """An episode through the kernels on preallocated arrays, as a rollout loop would run it."""
     b, na, dim = sim.batch, sim.n_agents, sim.obs_dim
     obs = np.empty((b, na, dim), np.float32)
-    reward = np.empty((b, na), np.float32)
-    done = np.empty((b, na), np.bool_)
-    info = [
-        np.empty((b, na), np.int32),
-        np.empty((b, na), np.int32),
-        np.empty((b, na, 5), np.int32),
-        np.empty((b, na), np.int32),
-        np.empty((b, na, 6), np.int32),
-        np.empty((b, na), np.bool_),
-    ]
-    s = sim
-    state = (
-        s._values, s._direct, s._goal, s._salt, s._ekey, s._solved, s._guesses, s._won,
-        s._done, s._t, s._ans_kind, s._ans_val, s._ask_to, s._ask_attr,
-    )  # fmt: skip
+    out = kernel.Outputs(
+        reward=np.empty((b, na), np.float32),
+        done=np.empty((b, na), np.bool_),
+        asked=np.empty((b, na), np.int32),
+        asked_self=np.empty((b, na), np.int32),
+        answers=np.empty((b, na, N_INTENTIONS), np.int32),
+        unnecessary=np.empty((b, na), np.int32),
+        guesses=np.empty((b, na, len(GUESS_OUTCOMES)), np.int32),
+        won=np.empty((b, na), np.bool_),
+    )
+    state = sim._state  # the game, the state and the scratch, as plain tuples
+    steps = [kernel.plain(kernel.Actions(main, intentions), out) for main, intentions in plan]
     epoch = [0]
 
     def run() -> None:
         epoch[0] += 1
-        kernel.reset_kernel(
-            np.uint64(1), epoch[0], np.uint64(1), False, s._dims, s._perm, s._pool,
-            s._values, s._direct, s._goal, s._salt, s._ekey, s._solved, s._guesses, s._won,
-            s._done, s._t, s._ans_kind, s._ans_val, s._ask_to, s._ask_attr, obs,
-        )  # fmt: skip
-        for main, intentions in plan:
-            kernel.step_kernel(
-                s._dims, s._inc, s._decode, s._kinds, s._acc, *state, obs, main, intentions,
-                reward, done, *info,
-            )  # fmt: skip
+        kernel.reset_kernel(*state, obs, np.uint64(1), epoch[0], np.uint64(1))
+        for actions_and_out in steps:
+            kernel.step_kernel(*state, obs, *actions_and_out)
 
     return run
 

@@ -7,13 +7,15 @@ from casi_sim.actions import (
     IGNORE,
     INCOMPLETE_TRUTH,
     INTENTION_NAMES,
+    KINDS,
+    N_INTENTIONS,
     NOOP,
     SPECIFIC_LIE,
     ask_action,
     guess_action,
 )
 from casi_sim.batch import INFO_KEYS, BatchSim
-from casi_sim.config import KINDS, Attrs, GameConfig, Incentives
+from casi_sim.config import Attrs, GameConfig, Incentives
 
 __all__ = [
     "COMPLETE_TRUTH",
@@ -25,6 +27,7 @@ __all__ = [
     "INTENTION_NAMES",
     "KINDS",
     "NOOP",
+    "N_INTENTIONS",
     "SPECIFIC_LIE",
     "Attrs",
     "BatchSim",

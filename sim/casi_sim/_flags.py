@@ -1,7 +1,10 @@
 """Numba flags for every kernel of the simulator, in one place.
 
 ``cache``: compiled code is stored beside the sources (or in ``NUMBA_CACHE_DIR``) and loaded
-by later processes. ``nogil``: a caller may step several simulators from threads.
+by later processes. It is recompiled when ``kernel.py`` changes, not when a constant it
+imports from ``actions.py`` or ``rng.py`` does, and a renamed named tuple of ``kernel.py``
+makes the old cache fail to load: after either, delete ``__pycache__/kernel.*.nb[ci]``.
+``nogil``: a caller may step several simulators from threads.
 ``_nrt=False``: the kernels allocate nothing (every array, scratch included, comes from the
 caller), so numba's reference counting, whose atomic increments once took two thirds of the
 step time, is switched off. ``error_model="numpy"``: no exception checks on integer division.

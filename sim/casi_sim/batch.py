@@ -6,9 +6,18 @@ import numpy as np
 
 from casi_sim import kernel, rng
 from casi_sim._validate import as_actions, check_batch, check_seed
-from casi_sim.config import INCENTIVE_KEYS, GameConfig
+from casi_sim.actions import (
+    DO_ASK,
+    DO_GUESS,
+    INCENTIVE_KEYS,
+    KIND_CODES,
+    N_GUESS_OUTCOMES,
+    N_INTENTIONS,
+)
+from casi_sim.config import GameConfig
 
-INFO_KEYS = ("asked", "asked_self", "answers", "unnecessary", "guesses", "won")
+INFO_KEYS = kernel.Outputs._fields[2:]
+"""The info arrays of a step: the fields of ``kernel.Outputs`` after reward and done."""
 
 
 class BatchSim:
@@ -34,31 +43,17 @@ class BatchSim:
         self._seed = self._first_seed
         self._epoch = -1
         self._learner = np.array([k == "learner" for k in cfg.agents])
-        self._dims, self._inc, self._decode, self._kinds = _constants(cfg)
-        self._alloc()
-        self._started = False
-
-    def _alloc(self) -> None:
-        b, na, c = self.batch, self.n_agents, self.cfg.attrs.count
-        self._values = np.zeros((b, c), np.int32)
-        self._direct = np.zeros((b, na, c), np.bool_)
-        self._goal = np.zeros((b, na, c), np.bool_)
-        self._salt = np.zeros((b, na), np.uint64)
-        self._ekey = np.zeros(b, np.uint64)
-        self._solved = np.zeros((b, na, c), np.bool_)
-        self._guesses = np.zeros((b, na, c), np.int32)
-        self._won = np.zeros((b, na), np.bool_)
-        self._done = np.zeros((b, na), np.bool_)
-        self._t = np.zeros(b, np.int32)
-        self._ans_kind = np.zeros((b, na, na, c), np.int8)
-        self._ans_val = np.zeros((b, na, na, c), np.int32)
-        self._ask_to = np.full((b, na), -1, np.int32)
-        self._ask_attr = np.full((b, na), -1, np.int32)
-        self._perm = np.zeros(c, np.int64)  # scratch: the kernels allocate nothing
-        self._pool = np.zeros(c, np.int64)
-        self._acc = np.zeros(na, np.float64)
+        self._game = game_of(cfg)
+        self._worlds, self._progress, self._channels, scratch = _allocate(
+            self.batch, self.n_agents, cfg.attrs.count
+        )
         # the observations are state: each step updates only what it changed
-        self._obs = np.zeros((b, na, self.obs_dim), np.float32)
+        self._obs = np.zeros((self.batch, self.n_agents, self.obs_dim), np.float32)
+        self._state = kernel.plain(
+            self._game, self._worlds, self._progress, self._channels, scratch
+        )
+        """The kernels' first arguments; the arrays are updated in place, never replaced."""
+        self._started = False
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         """New episodes; returns the observations, float32 [B, na, obs_dim]."""
@@ -66,14 +61,8 @@ class BatchSim:
             self._seed, self._epoch = check_seed(seed), 0
         else:
             self._epoch += 1
-        obs = self._obs
-        failed = kernel.reset_kernel(
-            np.uint64(rng.seed_word(self._seed)), self._epoch,
-            np.uint64(rng.seed_word(self._first_seed)), self.cfg.init == "fixed", self._dims,
-            self._perm, self._pool, self._values, self._direct, self._goal, self._salt, self._ekey, self._solved,
-            self._guesses, self._won, self._done, self._t, self._ans_kind, self._ans_val,
-            self._ask_to, self._ask_attr, obs,
-        )  # fmt: skip
+        word, first_word = (np.uint64(rng.seed_word(s)) for s in (self._seed, self._first_seed))
+        failed = kernel.reset_kernel(*self._state, self._obs, word, self._epoch, first_word)
         if failed >= 0:
             raise RuntimeError(
                 f"episode {failed}: no world with attrs {self.cfg.attrs} found in "
@@ -81,7 +70,7 @@ class BatchSim:
                 "attrs.goal"
             )
         self._started = True
-        return obs.copy()
+        return self._obs.copy()
 
     def step(
         self, main: np.ndarray, intentions: np.ndarray
@@ -93,68 +82,102 @@ class BatchSim:
         """
         if not self._started:
             raise RuntimeError("call reset() before step()")
-        if self._t[0] >= self.cfg.max_steps:
+        if self._progress.t[0] >= self.cfg.max_steps:
             raise RuntimeError(f"the episodes ended at t = {self.cfg.max_steps}: call reset()")
-        acting = self._learner[None, :] & ~self._done
+        acting = self._learner[None, :] & ~self._progress.done
         main, intentions = as_actions(
             main, intentions, acting, self.n_main_actions, self.n_intentions
         )
         b, na = self.batch, self.n_agents
-        reward = np.empty((b, na), np.float32)
-        done = np.empty((b, na), np.bool_)
-        info = {
-            "asked": np.empty((b, na), np.int32),
-            "asked_self": np.empty((b, na), np.int32),
-            "answers": np.empty((b, na, 5), np.int32),
-            "unnecessary": np.empty((b, na), np.int32),
-            "guesses": np.empty((b, na, 6), np.int32),
-            "won": np.empty((b, na), np.bool_),
-        }
-        kernel.step_kernel(
-            self._dims, self._inc, self._decode, self._kinds, self._acc, self._values, self._direct, self._goal,
-            self._salt, self._ekey, self._solved, self._guesses, self._won, self._done, self._t,
-            self._ans_kind, self._ans_val, self._ask_to, self._ask_attr, self._obs, main,
-            intentions, reward, done, *(info[k] for k in INFO_KEYS),
-        )  # fmt: skip
-        return self._obs.copy(), reward, done, info
+        out = kernel.Outputs(
+            reward=np.empty((b, na), np.float32),
+            done=np.empty((b, na), np.bool_),
+            asked=np.empty((b, na), np.int32),
+            asked_self=np.empty((b, na), np.int32),
+            answers=np.empty((b, na, N_INTENTIONS), np.int32),
+            unnecessary=np.empty((b, na), np.int32),
+            guesses=np.empty((b, na, N_GUESS_OUTCOMES), np.int32),
+            won=np.empty((b, na), np.bool_),
+        )
+        actions = (main, intentions)  # a kernel.Actions, as a plain tuple
+        kernel.step_kernel(*self._state, self._obs, actions, tuple(out))
+        info = dict(zip(INFO_KEYS, out[2:], strict=True))
+        return self._obs.copy(), out.reward, out.done, info
 
     def state(self) -> dict[str, np.ndarray]:
         """Copies of the episodes' state: values [B,C], direct/goal/solved bool [B,na,C],
         guesses [B,na,C], won/done bool [B,na], t [B], salt uint64 [B,na]."""
+        worlds, progress = self._worlds, self._progress
         return {
-            "values": self._values.copy(),
-            "direct": self._direct.copy(),
-            "goal": self._goal.copy(),
-            "solved": self._solved.copy(),
-            "guesses": self._guesses.copy(),
-            "won": self._won.copy(),
-            "done": self._done.copy(),
-            "t": self._t.copy(),
-            "salt": self._salt.copy(),
+            "values": worlds.values.copy(),
+            "direct": worlds.direct.copy(),
+            "goal": worlds.goal.copy(),
+            "solved": progress.solved.copy(),
+            "guesses": progress.guesses.copy(),
+            "won": progress.won.copy(),
+            "done": progress.done.copy(),
+            "t": progress.t.copy(),
+            "salt": worlds.salt.copy(),
         }
 
 
-def _constants(cfg: GameConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The kernel's view of a config: dims, incentives, decode table, kinds."""
+def _allocate(
+    b: int, na: int, c: int
+) -> tuple[kernel.Worlds, kernel.Progress, kernel.Channels, kernel.Scratch]:
+    worlds = kernel.Worlds(
+        values=np.zeros((b, c), np.int32),
+        direct=np.zeros((b, na, c), np.bool_),
+        goal=np.zeros((b, na, c), np.bool_),
+        salt=np.zeros((b, na), np.uint64),
+        key=np.zeros(b, np.uint64),
+    )
+    progress = kernel.Progress(
+        solved=np.zeros((b, na, c), np.bool_),
+        guesses=np.zeros((b, na, c), np.int32),
+        won=np.zeros((b, na), np.bool_),
+        done=np.zeros((b, na), np.bool_),
+        t=np.zeros(b, np.int32),
+    )
+    channels = kernel.Channels(
+        answer_kind=np.zeros((b, na, na, c), np.int8),
+        answer_value=np.zeros((b, na, na, c), np.int32),
+        ask_to=np.full((b, na), -1, np.int32),
+        ask_attr=np.full((b, na), -1, np.int32),
+    )
+    # scratch: the kernels allocate nothing
+    scratch = kernel.Scratch(
+        perm=np.zeros(c, np.int64), pool=np.zeros(c, np.int64), acc=np.zeros(na, np.float64)
+    )
+    return worlds, progress, channels, scratch
+
+
+def game_of(cfg: GameConfig) -> kernel.Game:
+    """The kernels' view of a config."""
     a, inc = cfg.attrs, cfg.incentives
-    dims = np.zeros(kernel.DIMS, np.int64)
-    dims[kernel.C_], dims[kernel.D_], dims[kernel.G_] = a.count, a.direct, a.goal
-    dims[kernel.M_], dims[kernel.NA_], dims[kernel.T_] = a.values, cfg.n_agents, cfg.max_steps
-    dims[kernel.MAXG_] = inc.max_guesses_per_attr
-    dims[kernel.A_] = cfg.n_main_actions
-    dims[kernel.EOFW_] = int(cfg.end_on_first_win)
-    incentives = np.array([getattr(inc, k) for k in INCENTIVE_KEYS], np.float64)
-    kinds = np.array([kernel.KIND_CODES[k] for k in cfg.agents], np.int64)
-    return dims, incentives, decode_table(cfg), kinds
+    return kernel.Game(
+        c=a.count,
+        d=a.direct,
+        g=a.goal,
+        m=a.values,
+        na=cfg.n_agents,
+        steps=cfg.max_steps,
+        max_guesses=inc.max_guesses_per_attr,
+        n_main=cfg.n_main_actions,
+        end_on_first_win=cfg.end_on_first_win,
+        fixed_world=cfg.init == "fixed",
+        incentives=np.array([getattr(inc, k) for k in INCENTIVE_KEYS], np.float64),
+        decode=decode_table(cfg),
+        kinds=np.array([KIND_CODES[k] for k in cfg.agents], np.int64),
+    )
 
 
 def decode_table(cfg: GameConfig) -> np.ndarray:
-    """Main action -> (NOOP | GUESS | ASK_OTHER, attr | agent, value | attr), int64 [A, 3]."""
+    """Main action -> (DO_NOOP | DO_GUESS | DO_ASK, attr | agent, value | attr), int64 [A, 3]."""
     c, m = cfg.attrs.count, cfg.attrs.values
     table = np.zeros((cfg.n_main_actions, 3), np.int64)
     for action in range(1, cfg.n_main_actions):
         if action <= c * m:
-            table[action] = (kernel.GUESS, *divmod(action - 1, m))
+            table[action] = (DO_GUESS, *divmod(action - 1, m))
         else:
-            table[action] = (kernel.ASK_OTHER, *divmod(action - 1 - c * m, c))
+            table[action] = (DO_ASK, *divmod(action - 1 - c * m, c))
     return table

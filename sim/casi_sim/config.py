@@ -6,22 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-KINDS = ("learner", "random", "honest", "liar", "silent")
-Kind = Literal["learner", "random", "honest", "liar", "silent"]
+from casi_sim.actions import CELL_FLAGS, INCENTIVE_KEYS, KINDS, N_INTENTIONS, Kind
 
-# The order of the incentives inside the simulator's incentive vector.
-INCENTIVE_KEYS = (
-    "cost_ask_question",
-    "cost_ask_self_question",
-    "cost_excessive_guessing",
-    "cost_incorrect_guess",
-    "cost_known_guess",
-    "cost_non_goal_guess",
-    "cost_solved_guess",
-    "cost_unnecessary_reply",
-    "reward_correct",
-    "reward_win",
-)
+__all__ = ["INCENTIVE_KEYS", "KINDS", "Attrs", "GameConfig", "Incentives", "Kind"]
 
 
 def _points(default: float) -> float:
@@ -140,10 +127,11 @@ class GameConfig(BaseModel):
     @property
     def n_intentions(self) -> int:
         """Five intentions: ignore, specific lie, general lie, incomplete and complete truth."""
-        return 5
+        return N_INTENTIONS
 
     @property
     def obs_dim(self) -> int:
         """C*(4+m) + na*C*(4+m) + 2*na*C + 2 (SPEC 2.5)."""
         c, m, na = self.attrs.count, self.attrs.values, self.n_agents
-        return c * (4 + m) + na * c * (4 + m) + 2 * na * c + 2
+        w = CELL_FLAGS + m
+        return c * w + na * c * w + 2 * na * c + 2

@@ -3,54 +3,146 @@
 The rules are those of :mod:`casi_sim.reference` (read it first); this file is the same
 logic over arrays. The tests compare the two step for step, bit for bit.
 
-Arrays (b: episode, i/j/q: agent, a: attribute):
+The kernels' arguments are the named tuples below (b: episode, i/j/q: agent, a: attribute):
+:class:`Game` (a config, read only), :class:`Worlds`, :class:`Progress` and :class:`Channels`
+(the state), :class:`Scratch`, :class:`Actions` (the input) and :class:`Outputs`, plus
+``obs`` float32 [B, na, obs_dim]. The observations are state too: reset writes them whole, a
+step updates only the entries it changed (an order of magnitude less memory traffic). The
+kernels allocate nothing. The constants come from :mod:`casi_sim.actions`.
 
-- ``dims`` int64 [DIMS]: C, d, g, m, na, T, max_guesses_per_attr, A, end_on_first_win;
-- ``inc`` float64 [10]: incentives in the order of ``config.INCENTIVE_KEYS``;
-- ``decode`` int64 [A, 3]: main action -> (NOOP | GUESS | ASK_OTHER, attr | agent, value | attr),
-  a table so that the hot loop does no integer division;
-- ``kinds`` int64 [na]: 0 learner, 1 random, 2 honest, 3 liar, 4 silent;
-- world: ``values`` int32 [B,C], ``direct``/``goal`` bool [B,na,C], ``salt`` uint64 [B,na],
-  ``ekey`` uint64 [B] (the episode key of :func:`casi_sim.rng.episode_key`);
-- progress: ``solved`` bool [B,na,C], ``guesses`` int32 [B,na,C], ``won``/``done`` bool
-  [B,na], ``t`` int32 [B]; ``ans_kind`` int8 / ``ans_val`` int32 [B,na(q),na(j),C] (the
-  latest answer q received from j about a); ``ask_to``/``ask_attr`` int32 [B,na] (the question
-  each agent asked in the step just resolved: ask_to -1 and ask_attr 0 if none);
-- ``obs`` float32 [B,na,obs_dim]: the observations are state too; reset writes them whole,
-  a step updates only the entries it changed (an order of magnitude less memory traffic);
-- scratch: ``perm``/``pool`` int64 [C], ``acc`` float64 [na]; the kernels allocate nothing.
+The kernels called from Python (``reset_kernel``, ``step_kernel``, ``observe_kernel``) take
+each named tuple as a plain tuple (:func:`plain`): numba types a plain tuple of arrays in C
+but a named one in Python, which costs a microsecond per tuple and call, as much as a whole
+step at B = 1. They name their arguments again and call the kernels that do the work.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
 from casi_sim import rng
 from casi_sim._flags import jit, jit_inline
+from casi_sim.actions import (
+    ANSWER_KNOWN,
+    ANSWER_NONE,
+    ANSWER_UNKNOWN,
+    ANSWER_VALUE,
+    CELL_DIRECT,
+    CELL_FLAGS,
+    CELL_GOAL,
+    CELL_GUESSES,
+    CELL_SOLVED,
+    COMPLETE_TRUTH,
+    COST_ASK,
+    COST_ASK_SELF,
+    COST_EXCESSIVE,
+    COST_INCORRECT,
+    COST_KNOWN,
+    COST_NON_GOAL,
+    COST_SOLVED,
+    COST_UNNECESSARY,
+    DO_ASK,
+    DO_GUESS,
+    GENERAL_LIE,
+    GUESS_CORRECT,
+    GUESS_EXCESSIVE,
+    GUESS_INCORRECT,
+    GUESS_KNOWN,
+    GUESS_NON_GOAL,
+    GUESS_SOLVED,
+    HONEST,
+    IGNORE,
+    INCOMPLETE_TRUTH,
+    LEARNER,
+    LIAR,
+    N_GUESS_OUTCOMES,
+    N_INTENTIONS,
+    NOOP,
+    RANDOM,
+    REWARD_CORRECT,
+    REWARD_WIN,
+    SPECIFIC_LIE,
+)
 
-C_, D_, G_, M_, NA_, T_, MAXG_, A_, EOFW_ = range(9)
-DIMS = 9
-(
-    ASK,
-    ASK_SELF,
-    EXCESSIVE,
-    INCORRECT,
-    KNOWN_GUESS,
-    NON_GOAL,
-    SOLVED_GUESS,
-    UNNECESSARY,
-    CORRECT,
-    WIN,
-) = range(10)
-LEARNER, RANDOM, HONEST, LIAR, SILENT = range(5)
-NOOP, GUESS, ASK_OTHER = range(3)  # the first column of the decode table
-KIND_CODES = {
-    "learner": LEARNER,
-    "random": RANDOM,
-    "honest": HONEST,
-    "liar": LIAR,
-    "silent": SILENT,
-}
+
+class Game(NamedTuple):
+    """One config as the kernels read it."""
+
+    c: int  # attributes C
+    d: int  # direct attributes per agent
+    g: int  # goal attributes per agent
+    m: int  # values per attribute
+    na: int  # agents
+    steps: int  # steps per episode T
+    max_guesses: int  # guesses per attribute before guessing it is excessive
+    n_main: int  # main actions A
+    end_on_first_win: bool
+    fixed_world: bool  # init = fixed: every slot's world from the first seed
+    incentives: np.ndarray  # float64 [len(INCENTIVE_KEYS)], in that order
+    decode: np.ndarray  # int64 [A, 3]: main action -> (DO_*, attr | agent, value | attr)
+    kinds: np.ndarray  # int64 [na]: KIND_CODES of the slots
+
+
+class Worlds(NamedTuple):
+    """The worlds of the episodes (SPEC 2.2), drawn at reset."""
+
+    values: np.ndarray  # int32 [B, C]
+    direct: np.ndarray  # bool [B, na, C]
+    goal: np.ndarray  # bool [B, na, C]
+    salt: np.ndarray  # uint64 [B, na]
+    key: np.ndarray  # uint64 [B]: the episode key of rng.episode_key
+
+
+class Progress(NamedTuple):
+    """How far every agent has got."""
+
+    solved: np.ndarray  # bool [B, na, C]
+    guesses: np.ndarray  # int32 [B, na, C]
+    won: np.ndarray  # bool [B, na]
+    done: np.ndarray  # bool [B, na]
+    t: np.ndarray  # int32 [B]
+
+
+class Channels(NamedTuple):
+    """What the agents told each other."""
+
+    answer_kind: np.ndarray  # int8 [B, na(q), na(j), C]: the latest answer q got from j about a
+    answer_value: np.ndarray  # int32 [B, na, na, C]
+    ask_to: np.ndarray  # int32 [B, na]: whom each agent asked in the step just resolved, or -1
+    ask_attr: np.ndarray  # int32 [B, na]: about what (0 if nobody)
+
+
+class Scratch(NamedTuple):
+    perm: np.ndarray  # int64 [C]
+    pool: np.ndarray  # int64 [C]
+    acc: np.ndarray  # float64 [na]: the step's rewards, summed in float64
+
+
+class Actions(NamedTuple):
+    main: np.ndarray  # int64 [B, na]
+    intentions: np.ndarray  # int64 [B, na, na]
+
+
+class Outputs(NamedTuple):
+    """What a step returns, fully overwritten by it; after reward and done, the info arrays
+    of ``batch.INFO_KEYS``."""
+
+    reward: np.ndarray  # float32 [B, na]
+    done: np.ndarray  # bool [B, na]
+    asked: np.ndarray  # int32 [B, na]
+    asked_self: np.ndarray  # int32 [B, na]
+    answers: np.ndarray  # int32 [B, na, N_INTENTIONS]
+    unnecessary: np.ndarray  # int32 [B, na]
+    guesses: np.ndarray  # int32 [B, na, N_GUESS_OUTCOMES]
+    won: np.ndarray  # bool [B, na]
+
+
+def plain(*named: tuple[object, ...]) -> tuple[tuple[object, ...], ...]:
+    """The named tuples as plain ones, for the kernels called from Python."""
+    return tuple(tuple(x) for x in named)
+
 
 _GOLDEN = np.uint64(rng.GOLDEN)
 _MUL1 = np.uint64(rng.MUL1)
@@ -106,24 +198,24 @@ def lie(salt, q, a, m, known_value):
 
 
 @jit
-def _draw_direct(key, attempt, direct, b, c, d, na, perm):
-    for i in range(na):
-        for a in range(c):
+def _draw_direct(key, attempt, game, direct, b, perm):
+    for i in range(game.na):
+        for a in range(game.c):
             perm[a] = a
             direct[b, i, a] = False
-        for s in range(d):
-            r = s + below(draw(key, _DIRECT, attempt, i, s), c - s)
+        for s in range(game.d):
+            r = s + below(draw(key, _DIRECT, attempt, i, s), game.c - s)
             perm[s], perm[r] = perm[r], perm[s]
             direct[b, i, perm[s]] = True
 
 
 @jit
-def _goal_pool(direct, b, i, c, na, pool):
+def _goal_pool(game, direct, b, i, pool):
     n = 0
-    for a in range(c):
+    for a in range(game.c):
         if direct[b, i, a]:
             continue
-        for j in range(na):
+        for j in range(game.na):
             if j != i and direct[b, j, a]:
                 pool[n] = a
                 n += 1
@@ -132,59 +224,63 @@ def _goal_pool(direct, b, i, c, na, pool):
 
 
 @jit
-def _draw_world(key, dims, b, values, direct, goal, salt, perm, pool):
-    c, d, g, m, na = dims[C_], dims[D_], dims[G_], dims[M_], dims[NA_]
-    for a in range(c):
-        values[b, a] = below(draw(key, _VALUE, a, 0, 0), m)
+def _draw_world(key, game, worlds, b, scratch):
+    for a in range(game.c):
+        worlds.values[b, a] = below(draw(key, _VALUE, a, 0, 0), game.m)
     ok = False
     for attempt in range(_MAX_ATTEMPTS):
-        _draw_direct(key, attempt, direct, b, c, d, na, perm)
+        _draw_direct(key, attempt, game, worlds.direct, b, scratch.perm)
         ok = True
-        for i in range(na):
-            if _goal_pool(direct, b, i, c, na, pool) < g:
+        for i in range(game.na):
+            if _goal_pool(game, worlds.direct, b, i, scratch.pool) < game.g:
                 ok = False
                 break
         if ok:
             break
     if not ok:
         return False
-    for i in range(na):
-        n = _goal_pool(direct, b, i, c, na, pool)
-        for a in range(c):
-            goal[b, i, a] = False
-        for s in range(g):
+    pool = scratch.pool
+    for i in range(game.na):
+        n = _goal_pool(game, worlds.direct, b, i, pool)
+        for a in range(game.c):
+            worlds.goal[b, i, a] = False
+        for s in range(game.g):
             r = s + below(draw(key, _GOAL, i, s, 0), n - s)
             pool[s], pool[r] = pool[r], pool[s]
-            goal[b, i, pool[s]] = True
-        salt[b, i] = draw(key, _SALT, i, 0, 0)
+            worlds.goal[b, i, pool[s]] = True
+        worlds.salt[b, i] = draw(key, _SALT, i, 0, 0)
     return True
 
 
 @jit
-def reset_kernel(
-    seed, epoch, first_seed, fixed, dims, perm, pool, values, direct, goal, salt, ekey, solved, guesses,
-    won, done, t, ans_kind, ans_val, ask_to, ask_attr, obs,
-):  # fmt: skip
-    """Fresh episodes for every slot; returns the first slot whose world failed, else -1."""
+def reset_kernel(game, worlds, progress, channels, scratch, obs, seed, epoch, first_seed):
+    """Fresh episodes for every slot; returns the first slot whose world failed, else -1.
+    The first five arguments are plain tuples (see the module's docstring)."""
+    return _reset(
+        Game(*game), Worlds(*worlds), Progress(*progress), Channels(*channels), Scratch(*scratch),
+        obs, seed, epoch, first_seed,
+    )  # fmt: skip
+
+
+@jit_inline
+def _reset(game, worlds, progress, channels, scratch, obs, seed, epoch, first_seed):
     fixed_key = episode_key(first_seed, 0, 0)
-    for b in range(values.shape[0]):
+    for b in range(worlds.values.shape[0]):
         key = episode_key(seed, epoch, b)
-        ekey[b] = key
-        world_key = fixed_key if fixed else key
-        if not _draw_world(world_key, dims, b, values, direct, goal, salt, perm, pool):
+        worlds.key[b] = key
+        world_key = fixed_key if game.fixed_world else key
+        if not _draw_world(world_key, game, worlds, b, scratch):
             return b
-    solved[:] = False
-    guesses[:] = 0
-    won[:] = False
-    done[:] = False
-    t[:] = 0
-    ans_kind[:] = 0
-    ans_val[:] = 0
-    ask_to[:] = -1
-    ask_attr[:] = 0
-    for b in range(values.shape[0]):
-        _observe(b, dims, values, direct, goal, solved, guesses, done, t, ans_kind, ans_val,
-                 ask_to, ask_attr, obs)  # fmt: skip
+    progress.solved[:] = False
+    progress.guesses[:] = 0
+    progress.won[:] = False
+    progress.done[:] = False
+    progress.t[:] = 0
+    channels.answer_kind[:] = ANSWER_NONE
+    channels.answer_value[:] = 0
+    channels.ask_to[:] = -1
+    channels.ask_attr[:] = 0
+    _observe_all(game, worlds, progress, channels, obs)
     return -1
 
 
@@ -193,215 +289,221 @@ def reset_kernel(
 
 
 @jit_inline
-def _main_of(kind, b, i, tt, main, ekey, n_main):
+def _main_of(kind, b, i, tt, actions, worlds, game):
     if kind == LEARNER:
-        return main[b, i]
+        return actions.main[b, i]
     if kind == RANDOM:
-        return below(draw(ekey[b], _RMAIN, tt, i, 0), n_main)
-    return 0
+        return below(draw(worlds.key[b], _RMAIN, tt, i, 0), game.n_main)
+    return NOOP
 
 
 @jit_inline
-def _intention_of(kind, b, i, q, tt, intentions, ekey):
+def _intention_of(kind, b, i, q, tt, actions, worlds):
     if kind == LEARNER:
-        return intentions[b, i, q]
+        return actions.intentions[b, i, q]
     if kind == RANDOM:
-        return below(draw(ekey[b], _RINT, tt, i, q), 5)
+        return below(draw(worlds.key[b], _RINT, tt, i, q), N_INTENTIONS)
     if kind == HONEST:
-        return 4
+        return COMPLETE_TRUTH
     if kind == LIAR:
-        return 1
-    return 0
+        return SPECIFIC_LIE
+    return IGNORE
 
 
 @jit_inline
 def _answer(intention, known_value, lie_value):
-    """(kind, value) of an answer, kind 0 (nothing) for ignore; as reference.answer."""
+    """(kind, value) of an answer, kind ANSWER_NONE for ignore; as reference.answer."""
     knows = known_value >= 0
-    if intention == 1:
-        return 3, lie_value
-    if intention == 2:
-        return (1 if knows else 2), 0
-    if intention == 3:
-        return (2 if knows else 1), 0
-    if intention == 4:
+    if intention == SPECIFIC_LIE:
+        return ANSWER_VALUE, lie_value
+    if intention == GENERAL_LIE:
+        return (ANSWER_UNKNOWN if knows else ANSWER_KNOWN), 0
+    if intention == INCOMPLETE_TRUTH:
+        return (ANSWER_KNOWN if knows else ANSWER_UNKNOWN), 0
+    if intention == COMPLETE_TRUTH:
         if knows:
-            return 3, known_value
-        return 1, 0
-    return 0, 0
+            return ANSWER_VALUE, known_value
+        return ANSWER_UNKNOWN, 0
+    return ANSWER_NONE, 0
 
 
 @jit_inline
-def _replies(b, dims, inc, kinds, tt, values, direct, solved, salt, done, ans_kind, ans_val,
-             ask_to, ask_attr, intentions, ekey, acc, answers, unnecessary, obs):  # fmt: skip
-    na, m = dims[NA_], dims[M_]
-    for i in range(na):
-        if done[b, i]:
+def _replies(b, tt, game, worlds, progress, channels, actions, acc, out, obs):
+    inc = game.incentives
+    for i in range(game.na):
+        if progress.done[b, i]:
             continue
-        for q in range(na):
+        for q in range(game.na):
             if q == i:
                 continue
-            it = _intention_of(kinds[i], b, i, q, tt, intentions, ekey)
-            if ask_to[b, q] == i:
-                a = ask_attr[b, q]
-                answers[b, i, it] += 1
-                if it != 0:
-                    known = values[b, a] if direct[b, i, a] or solved[b, i, a] else -1
-                    lie_value = lie(salt[b, i], q, a, m, known) if it == 1 else 0
+            it = _intention_of(game.kinds[i], b, i, q, tt, actions, worlds)
+            if channels.ask_to[b, q] == i:
+                a = channels.ask_attr[b, q]
+                out.answers[b, i, it] += 1
+                if it != IGNORE:
+                    knows = worlds.direct[b, i, a] or progress.solved[b, i, a]
+                    known = worlds.values[b, a] if knows else -1
+                    lie_value = (
+                        lie(worlds.salt[b, i], q, a, game.m, known) if it == SPECIFIC_LIE else 0
+                    )
                     kind, value = _answer(it, known, lie_value)
-                    ans_kind[b, q, i, a] = kind
-                    ans_val[b, q, i, a] = value
-                    _show_answer(b, q, i, a, kind, value, dims, obs)
-            elif it != 0:
-                acc[i] -= inc[UNNECESSARY]
-                unnecessary[b, i] += 1
+                    channels.answer_kind[b, q, i, a] = kind
+                    channels.answer_value[b, q, i, a] = value
+                    _show_answer(b, q, i, a, kind, value, game, obs)
+            elif it != IGNORE:
+                acc[i] -= inc[COST_UNNECESSARY]
+                out.unnecessary[b, i] += 1
 
 
 @jit_inline
-def _show_answer(b, q, j, a, kind, value, dims, obs):
+def _show_answer(b, q, j, a, kind, value, game, obs):
     """Block 2 of q's row: the latest answer from j about a."""
-    c, w = dims[C_], 4 + dims[M_]
+    c, w = game.c, CELL_FLAGS + game.m
     p = c * w + (j * c + a) * w
     for k in range(w):
         obs[b, q, p + k] = 0.0
     obs[b, q, p + kind] = 1.0
-    if kind == 3:
-        obs[b, q, p + 4 + value] = 1.0
+    if kind == ANSWER_VALUE:
+        obs[b, q, p + CELL_FLAGS + value] = 1.0
 
 
 @jit_inline
-def _guess(b, i, a, v, dims, inc, values, direct, goal, solved, guesses, acc, guess_out, won_now,
-           obs):  # fmt: skip
-    if guesses[b, i, a] >= dims[MAXG_]:
-        acc[i] -= inc[EXCESSIVE]
-        guess_out[b, i, 0] += 1
+def _guess(b, i, a, v, game, worlds, progress, acc, out, obs):
+    inc, guesses, count = game.incentives, progress.guesses, out.guesses
+    if guesses[b, i, a] >= game.max_guesses:
+        acc[i] -= inc[COST_EXCESSIVE]
+        count[b, i, GUESS_EXCESSIVE] += 1
         return
     guesses[b, i, a] += 1
-    p = a * (4 + dims[M_])
-    obs[b, i, p + 3] = np.float32(guesses[b, i, a] / dims[MAXG_])
-    if direct[b, i, a]:
-        acc[i] -= inc[KNOWN_GUESS]
-        guess_out[b, i, 1] += 1
-    elif not goal[b, i, a]:
-        acc[i] -= inc[NON_GOAL]
-        guess_out[b, i, 2] += 1
-    elif solved[b, i, a]:
-        acc[i] -= inc[SOLVED_GUESS]
-        guess_out[b, i, 3] += 1
-    elif v == values[b, a]:
-        acc[i] += inc[CORRECT]
-        guess_out[b, i, 4] += 1
-        solved[b, i, a] = True
-        obs[b, i, p + 2] = 1.0
-        obs[b, i, p + 4 + v] = 1.0
-        for x in range(dims[C_]):
-            if goal[b, i, x] and not solved[b, i, x]:
+    p = a * (CELL_FLAGS + game.m)
+    obs[b, i, p + CELL_GUESSES] = np.float32(guesses[b, i, a] / game.max_guesses)
+    if worlds.direct[b, i, a]:
+        acc[i] -= inc[COST_KNOWN]
+        count[b, i, GUESS_KNOWN] += 1
+    elif not worlds.goal[b, i, a]:
+        acc[i] -= inc[COST_NON_GOAL]
+        count[b, i, GUESS_NON_GOAL] += 1
+    elif progress.solved[b, i, a]:
+        acc[i] -= inc[COST_SOLVED]
+        count[b, i, GUESS_SOLVED] += 1
+    elif v == worlds.values[b, a]:
+        acc[i] += inc[REWARD_CORRECT]
+        count[b, i, GUESS_CORRECT] += 1
+        progress.solved[b, i, a] = True
+        obs[b, i, p + CELL_SOLVED] = 1.0
+        obs[b, i, p + CELL_FLAGS + v] = 1.0
+        for x in range(game.c):
+            if worlds.goal[b, i, x] and not progress.solved[b, i, x]:
                 return
-        acc[i] += inc[WIN]
-        won_now[b, i] = True
+        acc[i] += inc[REWARD_WIN]
+        out.won[b, i] = True
     else:
-        acc[i] -= inc[INCORRECT]
-        guess_out[b, i, 5] += 1
+        acc[i] -= inc[COST_INCORRECT]
+        count[b, i, GUESS_INCORRECT] += 1
 
 
 @jit_inline
-def _mains(b, dims, inc, decode, kinds, tt, values, direct, goal, solved, guesses, done, ask_to,
-           ask_attr, main, ekey, acc, asked, asked_self, guess_out, won_now, obs):  # fmt: skip
-    na, n_main = dims[NA_], dims[A_]
-    for i in range(na):
-        _show_question(b, i, ask_to[b, i], ask_attr[b, i], 0.0, dims, obs)
+def _mains(b, tt, game, worlds, progress, channels, actions, acc, out, obs):
+    inc, decode, ask_to, ask_attr = game.incentives, game.decode, channels.ask_to, channels.ask_attr
+    for i in range(game.na):
+        _show_question(b, i, ask_to[b, i], ask_attr[b, i], 0.0, game, obs)
         ask_to[b, i] = -1
         ask_attr[b, i] = 0
-    for i in range(na):
-        if done[b, i]:
+    for i in range(game.na):
+        if progress.done[b, i]:
             continue
-        act = _main_of(kinds[i], b, i, tt, main, ekey, n_main)
+        act = _main_of(game.kinds[i], b, i, tt, actions, worlds, game)
         what, x, y = decode[act, 0], decode[act, 1], decode[act, 2]
-        if what == GUESS:
-            _guess(b, i, x, y, dims, inc, values, direct, goal, solved, guesses, acc, guess_out,
-                   won_now, obs)  # fmt: skip
-        elif what == ASK_OTHER and x == i:
-            acc[i] -= inc[ASK_SELF]
-            asked_self[b, i] += 1
-        elif what == ASK_OTHER:
-            acc[i] -= inc[ASK]
-            asked[b, i] += 1
+        if what == DO_GUESS:
+            _guess(b, i, x, y, game, worlds, progress, acc, out, obs)
+        elif what == DO_ASK and x == i:
+            acc[i] -= inc[COST_ASK_SELF]
+            out.asked_self[b, i] += 1
+        elif what == DO_ASK:
+            acc[i] -= inc[COST_ASK]
+            out.asked[b, i] += 1
             ask_to[b, i] = x
             ask_attr[b, i] = y
-            _show_question(b, i, x, y, 1.0, dims, obs)
+            _show_question(b, i, x, y, 1.0, game, obs)
 
 
 @jit_inline
-def _show_question(b, i, j, a, flag, dims, obs):
+def _show_question(b, i, j, a, flag, game, obs):
     """Blocks 3 of j's row and 4 of i's row: i asked j about a (nothing if j < 0)."""
     if j < 0:
         return
-    c, na, w = dims[C_], dims[NA_], 4 + dims[M_]
+    c, na, w = game.c, game.na, CELL_FLAGS + game.m
     off3 = c * w + na * c * w
     obs[b, j, off3 + i * c + a] = flag
     obs[b, i, off3 + na * c + j * c + a] = flag
 
 
 @jit_inline
-def _advance(b, dims, t, won, done, won_now, obs):
-    na = dims[NA_]
-    tt = t[b] + 1
-    t[b] = tt
+def _advance(b, game, progress, out, obs):
+    won, done = progress.won, progress.done
+    tt = progress.t[b] + 1
+    progress.t[b] = tt
     any_win = False
-    for i in range(na):
-        if won_now[b, i]:
+    for i in range(game.na):
+        if out.won[b, i]:
             won[b, i] = True
             done[b, i] = True
             any_win = True
-    if (any_win and dims[EOFW_] != 0) or tt == dims[T_]:
-        for i in range(na):
+    if (any_win and game.end_on_first_win) or tt == game.steps:
+        for i in range(game.na):
             done[b, i] = True
     last = obs.shape[2] - 2
-    time = np.float32(tt / dims[T_])
-    for i in range(na):
+    time = np.float32(tt / game.steps)
+    for i in range(game.na):
         obs[b, i, last] = time
         obs[b, i, last + 1] = np.float32(done[b, i])
 
 
 @jit
-def step_kernel(
-    dims, inc, decode, kinds, acc, values, direct, goal, salt, ekey, solved, guesses, won, done, t,
-    ans_kind, ans_val, ask_to, ask_attr, obs, main, intentions,
-    reward, done_out, asked, asked_self, answers, unnecessary, guess_out, won_now,
-):  # fmt: skip
+def step_kernel(game, worlds, progress, channels, scratch, obs, actions, out):
     """One step of every episode. ``obs`` is state: it is updated where the step changed it.
-    The outputs (reward .. won_now) are fully overwritten."""
-    na = dims[NA_]
-    for b in range(values.shape[0]):
-        tt = t[b]
-        for i in range(na):
+    The outputs are fully overwritten. Every argument but ``obs`` is a plain tuple (see the
+    module's docstring)."""
+    _step(
+        Game(*game), Worlds(*worlds), Progress(*progress), Channels(*channels), Scratch(*scratch),
+        obs, Actions(*actions), Outputs(*out),
+    )  # fmt: skip
+
+
+@jit_inline
+def _step(game, worlds, progress, channels, scratch, obs, actions, out):
+    acc = scratch.acc
+    for b in range(worlds.values.shape[0]):
+        tt = progress.t[b]
+        for i in range(game.na):
             acc[i] = 0.0
-            asked[b, i] = 0
-            asked_self[b, i] = 0
-            unnecessary[b, i] = 0
-            won_now[b, i] = False
-            for k in range(5):
-                answers[b, i, k] = 0
-            for k in range(6):
-                guess_out[b, i, k] = 0
-        _replies(b, dims, inc, kinds, tt, values, direct, solved, salt, done, ans_kind, ans_val,
-                 ask_to, ask_attr, intentions, ekey, acc, answers, unnecessary, obs)  # fmt: skip
-        _mains(b, dims, inc, decode, kinds, tt, values, direct, goal, solved, guesses, done, ask_to,
-               ask_attr, main, ekey, acc, asked, asked_self, guess_out, won_now, obs)  # fmt: skip
-        _advance(b, dims, t, won, done, won_now, obs)
-        for i in range(na):
-            reward[b, i] = np.float32(acc[i])
-            done_out[b, i] = done[b, i]
+            out.asked[b, i] = 0
+            out.asked_self[b, i] = 0
+            out.unnecessary[b, i] = 0
+            out.won[b, i] = False
+            for k in range(N_INTENTIONS):
+                out.answers[b, i, k] = 0
+            for k in range(N_GUESS_OUTCOMES):
+                out.guesses[b, i, k] = 0
+        _replies(b, tt, game, worlds, progress, channels, actions, acc, out, obs)
+        _mains(b, tt, game, worlds, progress, channels, actions, acc, out, obs)
+        _advance(b, game, progress, out, obs)
+        for i in range(game.na):
+            out.reward[b, i] = np.float32(acc[i])
+            out.done[b, i] = progress.done[b, i]
 
 
 @jit
-def observe_kernel(dims, values, direct, goal, solved, guesses, done, t, ans_kind, ans_val,
-                   ask_to, ask_attr, obs):  # fmt: skip
+def observe_kernel(game, worlds, progress, channels, obs):
     """Every observation written from the state alone (reset uses it; tests check that the
-    step's updates leave ``obs`` equal to it)."""
-    for b in range(values.shape[0]):
-        _observe(b, dims, values, direct, goal, solved, guesses, done, t, ans_kind, ans_val,
-                 ask_to, ask_attr, obs)  # fmt: skip
+    step's updates leave ``obs`` equal to it). The first four arguments are plain tuples."""
+    _observe_all(Game(*game), Worlds(*worlds), Progress(*progress), Channels(*channels), obs)
+
+
+@jit_inline
+def _observe_all(game, worlds, progress, channels, obs):
+    for b in range(worlds.values.shape[0]):
+        _observe(b, game, worlds, progress, channels, obs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,39 +511,43 @@ def observe_kernel(dims, values, direct, goal, solved, guesses, done, t, ans_kin
 
 
 @jit_inline
-def _observe(b, dims, values, direct, goal, solved, guesses, done, t, ans_kind, ans_val,
-             ask_to, ask_attr, obs):  # fmt: skip
+def _observe(b, game, worlds, progress, channels, obs):
     """Agent rows of episode b. Stores are unconditional (0 or 1 into a zeroed row), so
     that random data costs no mispredicted branches."""
-    c, m, na = dims[C_], dims[M_], dims[NA_]
-    w = 4 + m
+    c, m, na = game.c, game.m, game.na
+    w = CELL_FLAGS + m
     off2 = c * w
     off3 = off2 + na * c * w
     off4 = off3 + na * c
     off5 = off4 + na * c
     dim = off5 + 2
-    maxg = dims[MAXG_]
-    time = np.float32(t[b] / dims[T_])
+    values, direct, goal = worlds.values, worlds.direct, worlds.goal
+    solved, guesses = progress.solved, progress.guesses
+    answer_kind, answer_value = channels.answer_kind, channels.answer_value
+    ask_to, ask_attr = channels.ask_to, channels.ask_attr
+    time = np.float32(progress.t[b] / game.steps)
     for i in range(na):
         for k in range(dim):
             obs[b, i, k] = 0.0
         for a in range(c):
             p = a * w
-            obs[b, i, p] = np.float32(direct[b, i, a])
-            obs[b, i, p + 1] = np.float32(goal[b, i, a])
-            obs[b, i, p + 2] = np.float32(solved[b, i, a])
-            obs[b, i, p + 3] = np.float32(guesses[b, i, a] / maxg)
-            obs[b, i, p + 4 + values[b, a]] = np.float32(direct[b, i, a] or solved[b, i, a])
+            obs[b, i, p + CELL_DIRECT] = np.float32(direct[b, i, a])
+            obs[b, i, p + CELL_GOAL] = np.float32(goal[b, i, a])
+            obs[b, i, p + CELL_SOLVED] = np.float32(solved[b, i, a])
+            obs[b, i, p + CELL_GUESSES] = np.float32(guesses[b, i, a] / game.max_guesses)
+            known = direct[b, i, a] or solved[b, i, a]
+            obs[b, i, p + CELL_FLAGS + values[b, a]] = np.float32(known)
         for j in range(na):
             if j == i:
                 continue
             for a in range(c):
                 p = off2 + (j * c + a) * w
-                kind = ans_kind[b, i, j, a]
+                kind = answer_kind[b, i, j, a]
                 obs[b, i, p + kind] = 1.0
-                obs[b, i, p + 4 + ans_val[b, i, j, a]] = np.float32(kind == 3)
+                value_shown = np.float32(kind == ANSWER_VALUE)
+                obs[b, i, p + CELL_FLAGS + answer_value[b, i, j, a]] = value_shown
             obs[b, i, off3 + j * c + ask_attr[b, j]] = np.float32(ask_to[b, j] == i)
         to = ask_to[b, i]
         obs[b, i, off4 + max(to, 0) * c + ask_attr[b, i]] = np.float32(to >= 0)
         obs[b, i, off5] = time
-        obs[b, i, off5 + 1] = np.float32(done[b, i])
+        obs[b, i, off5 + 1] = np.float32(progress.done[b, i])

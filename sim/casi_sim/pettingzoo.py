@@ -2,8 +2,8 @@
 
 Every ``learner`` slot ``i`` of the config is a PettingZoo agent named ``a<i>`` (its position
 among all slots); the scripted slots play inside the simulator and are not agents. An agent's
-action is ``MultiDiscrete([A] + [5] * na)``: its main action, then its intention towards every
-slot (its own is ignored); its observation is ``Box(0, 1, (obs_dim,), float32)``.
+action is ``MultiDiscrete([A] + [N_INTENTIONS] * na)``: its main action, then its intention
+towards every slot (its own is ignored); its observation is ``Box(0, 1, (obs_dim,), float32)``.
 
 An agent is *terminated* when it wins or when ``end_on_first_win`` ends the episode, and
 *truncated* when the episode reaches ``max_steps``; it then leaves ``agents``. A missing
@@ -21,6 +21,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from casi_sim.actions import IGNORE, N_INTENTIONS, NOOP
 from casi_sim.batch import INFO_KEYS, BatchSim
 from casi_sim.config import GameConfig
 
@@ -48,7 +49,7 @@ class CasiParallelEnv(ParallelEnv):  # type: ignore[type-arg]
             a: spaces.Box(0.0, 1.0, (cfg.obs_dim,), np.float32) for a in self.possible_agents
         }
         self._action_spaces = {
-            a: spaces.MultiDiscrete([cfg.n_main_actions] + [cfg.n_intentions] * na)
+            a: spaces.MultiDiscrete([cfg.n_main_actions] + [N_INTENTIONS] * na)
             for a in self.possible_agents
         }
         self._sim = BatchSim(cfg, batch=1, seed=seed)
@@ -71,8 +72,8 @@ class CasiParallelEnv(ParallelEnv):  # type: ignore[type-arg]
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         na = self.cfg.n_agents
-        main = np.zeros((1, na), np.int64)
-        intentions = np.zeros((1, na, na), np.int64)
+        main = np.full((1, na), NOOP, np.int64)
+        intentions = np.full((1, na, na), IGNORE, np.int64)
         for agent, action in actions.items():
             if agent not in self.agents:
                 raise ValueError(f"action for {agent!r}, which is not a live agent: {self.agents}")

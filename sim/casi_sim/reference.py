@@ -17,21 +17,28 @@ import numpy as np
 from casi_sim import rng
 from casi_sim._validate import as_actions, check_batch, check_seed
 from casi_sim.actions import (
+    ANSWER_KINDS,
+    ANSWER_KNOWN,
+    ANSWER_NONE,
+    ANSWER_UNKNOWN,
+    ANSWER_VALUE,
+    CELL_FLAGS,
     COMPLETE_TRUTH,
     GENERAL_LIE,
+    GUESS_CORRECT,
+    GUESS_EXCESSIVE,
+    GUESS_INCORRECT,
+    GUESS_KNOWN,
+    GUESS_NON_GOAL,
+    GUESS_SOLVED,
     IGNORE,
     INCOMPLETE_TRUTH,
+    N_GUESS_OUTCOMES,
+    N_INTENTIONS,
     NOOP,
     SPECIFIC_LIE,
 )
 from casi_sim.config import GameConfig
-
-# The kinds of answer, in the order of their one-hot in the observation (block 2).
-NONE, UNKNOWN, KNOWN, VALUE = 0, 1, 2, 3
-
-# The outcomes of a guess, in the order they are checked (the columns of info["guesses"]).
-EXCESSIVE, KNOWN_GUESS, NON_GOAL, SOLVED, CORRECT, INCORRECT = range(6)
-
 
 # ---------------------------------------------------------------------------------------------
 # The world (SPEC 2.2)
@@ -107,20 +114,20 @@ def answer(intention: int, known_value: int | None, lie_value: int) -> tuple[int
 
     ``known_value`` is the value when the answerer knows the attribute, else ``None``;
     ``lie_value`` is its consistent lie (:func:`casi_sim.rng.lie`). ``value`` is -1 unless
-    the kind is ``VALUE``.
+    the kind is ``ANSWER_VALUE``.
     """
     knows = known_value is not None
     if intention == IGNORE:
         return None
     if intention == SPECIFIC_LIE:
-        return (VALUE, lie_value)
+        return (ANSWER_VALUE, lie_value)
     if intention == GENERAL_LIE:
-        return (UNKNOWN, -1) if knows else (KNOWN, -1)
+        return (ANSWER_UNKNOWN, -1) if knows else (ANSWER_KNOWN, -1)
     if intention == INCOMPLETE_TRUTH:
-        return (KNOWN, -1) if knows else (UNKNOWN, -1)
+        return (ANSWER_KNOWN, -1) if knows else (ANSWER_UNKNOWN, -1)
     if intention == COMPLETE_TRUTH:
-        return (VALUE, known_value) if known_value is not None else (UNKNOWN, -1)
-    raise ValueError(f"intention must be in [0, 5), got {intention}")
+        return (ANSWER_VALUE, known_value) if known_value is not None else (ANSWER_UNKNOWN, -1)
+    raise ValueError(f"intention must be in [0, {N_INTENTIONS}), got {intention}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +139,8 @@ def scripted_action(kind: str, cfg: GameConfig, key: int, t: int, i: int) -> tup
     na = cfg.n_agents
     if kind == "random":
         main = rng.draw(key, rng.RANDOM_MAIN, t, i) % cfg.n_main_actions
-        return main, [rng.draw(key, rng.RANDOM_INTENTION, t, i, q) % 5 for q in range(na)]
+        words = [rng.draw(key, rng.RANDOM_INTENTION, t, i, q) for q in range(na)]
+        return main, [word % N_INTENTIONS for word in words]
     intention = {"honest": COMPLETE_TRUTH, "liar": SPECIFIC_LIE, "silent": IGNORE}[kind]
     return NOOP, [intention] * na
 
@@ -156,9 +164,9 @@ class Info:
     def __post_init__(self) -> None:
         self.asked = [0] * self.na
         self.asked_self = [0] * self.na
-        self.answers = [[0] * 5 for _ in range(self.na)]
+        self.answers = [[0] * N_INTENTIONS for _ in range(self.na)]
         self.unnecessary = [0] * self.na
-        self.guesses = [[0] * 6 for _ in range(self.na)]
+        self.guesses = [[0] * N_GUESS_OUTCOMES for _ in range(self.na)]
         self.won = [False] * self.na
 
 
@@ -255,28 +263,28 @@ class Episode:
         inc = self.cfg.incentives
         if self.guesses[i][a] >= inc.max_guesses_per_attr:
             reward[i] -= inc.cost_excessive_guessing
-            info.guesses[i][EXCESSIVE] += 1
+            info.guesses[i][GUESS_EXCESSIVE] += 1
             return
         self.guesses[i][a] += 1
         if a in self.world.direct[i]:
             reward[i] -= inc.cost_known_guess
-            info.guesses[i][KNOWN_GUESS] += 1
+            info.guesses[i][GUESS_KNOWN] += 1
         elif a not in self.world.goal[i]:
             reward[i] -= inc.cost_non_goal_guess
-            info.guesses[i][NON_GOAL] += 1
+            info.guesses[i][GUESS_NON_GOAL] += 1
         elif a in self.solved[i]:
             reward[i] -= inc.cost_solved_guess
-            info.guesses[i][SOLVED] += 1
+            info.guesses[i][GUESS_SOLVED] += 1
         elif v == self.world.values[a]:
             reward[i] += inc.reward_correct
-            info.guesses[i][CORRECT] += 1
+            info.guesses[i][GUESS_CORRECT] += 1
             self.solved[i].add(a)
             if self.solved[i] >= self.world.goal[i]:
                 reward[i] += inc.reward_win
                 info.won[i] = True
         else:
             reward[i] -= inc.cost_incorrect_guess
-            info.guesses[i][INCORRECT] += 1
+            info.guesses[i][GUESS_INCORRECT] += 1
 
     def advance(self, info: Info) -> None:
         """Step 3: the counter advances; winners are done, and everyone at ``T``."""
@@ -307,10 +315,11 @@ class Episode:
         for j in range(na):  # 2. answers received
             for a in range(c):
                 if j == i:
-                    obs += [0.0] * (4 + m)
+                    obs += [0.0] * (CELL_FLAGS + m)
                     continue
-                kind, value = self.answers.get((i, j, a), (NONE, -1))
-                obs += one_hot(kind, 4) + one_hot(value if kind == VALUE else None, m)
+                kind, value = self.answers.get((i, j, a), (ANSWER_NONE, -1))
+                shown = value if kind == ANSWER_VALUE else None
+                obs += one_hot(kind, len(ANSWER_KINDS)) + one_hot(shown, m)
         for j in range(na):  # 3. questions received this step
             asked = self.question[j]
             obs += one_hot(asked[1] if asked and asked[0] == i and j != i else None, c)
@@ -373,7 +382,9 @@ class ReferenceSim:
             raise RuntimeError(f"the episodes ended at t = {self.cfg.max_steps}: call reset()")
         done = np.array([ep.done for ep in self.episodes])
         acting = self._learner[None, :] & ~done
-        main, intentions = as_actions(main, intentions, acting, self.n_main_actions, 5)
+        main, intentions = as_actions(
+            main, intentions, acting, self.n_main_actions, self.n_intentions
+        )
         rewards, infos = [], []
         for b, ep in enumerate(self.episodes):
             reward, info = ep.step(main[b].tolist(), intentions[b].tolist())

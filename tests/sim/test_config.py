@@ -96,3 +96,11 @@ def test_errors_carry_dotted_locations_inside_a_larger_config():
         Experiment(game={**GOOD, "attrs": attrs(values=1), "max_steps": -2})
     locations = {".".join(str(p) for p in e["loc"]) for e in caught.value.errors()}
     assert locations == {"game.attrs.values", "game.max_steps"}
+
+
+def test_the_incentive_vector_holds_every_cost_and_reward():
+    from casi_sim.config import INCENTIVE_KEYS, Incentives
+
+    points = [k for k, f in Incentives.model_fields.items() if f.annotation is float]
+    assert sorted(INCENTIVE_KEYS) == sorted(points)
+    assert len(set(INCENTIVE_KEYS)) == len(INCENTIVE_KEYS)

@@ -107,8 +107,6 @@ def test_updated_observations_equal_a_full_rewrite():
     for _ in range(cfg.max_steps):
         obs, _, _, _ = sim.step(*random_actions(cfg, sim.state(), gen))
         full = np.full_like(obs, 7.0)
-        kernel.observe_kernel(
-            sim._dims, sim._values, sim._direct, sim._goal, sim._solved, sim._guesses,
-            sim._done, sim._t, sim._ans_kind, sim._ans_val, sim._ask_to, sim._ask_attr, full,
-        )  # fmt: skip
+        state = kernel.plain(sim._game, sim._worlds, sim._progress, sim._channels)
+        kernel.observe_kernel(*state, full)
         assert np.array_equal(obs, full)
