@@ -24,6 +24,7 @@ from typing import Literal
 
 import numba
 import numpy as np
+from casi_sim.kernel import mix
 
 Kind = Literal["none", "simhash", "superbit"]
 KINDS = ("none", "simhash", "superbit")
@@ -239,11 +240,8 @@ def _dense_add(table: np.ndarray, codes: np.ndarray, amounts: np.ndarray) -> Non
 
 @numba.njit(cache=True)
 def _slot(key: np.uint64, mask: np.uint64) -> np.uint64:
-    # splitmix64 finaliser: spreads nearby codes over the table
-    z = key + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return (z ^ (z >> np.uint64(31))) & mask
+    # the simulator's splitmix64 spreads nearby codes over the table
+    return mix(key) & mask
 
 
 @numba.njit(cache=True)
