@@ -20,11 +20,16 @@ from casi_proto.compliance import NetContract
 from casi_proto.errors import NetError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ..conftest import make_test_ca
+from ..conftest import START_WAIT, make_test_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"casi-learner ready on (\S+) policy=(\S+) device=(\S+)\n")
 CFG = NetContract().make_cfg()
+# NetClient's first connection attempt gives up after ~0.1 s without the server's HTTP/2
+# SETTINGS frame (grpc.min_reconnect_backoff_ms is also gRPC's connect timeout), and a call that
+# is not retried then fails UNAVAILABLE, as happens on a busy machine. So every client first
+# waits for the health check to say SERVING, which it retries for this long.
+SERVING_WAIT = 60.0
 
 
 class Learner:
@@ -41,8 +46,8 @@ class Learner:
             cwd=ROOT,
         )
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
-        assert ready, "no ready line within 60 s"
+        ready, _, _ = select.select([self.proc.stdout], [], [], START_WAIT)
+        assert ready, f"no ready line within {START_WAIT:g} s"
         self.line = self.proc.stdout.readline()
         match = READY.fullmatch(self.line)
         assert match, f"unexpected first line {self.line!r}; stderr: {self.stderr()}"
@@ -75,6 +80,7 @@ def test_ready_line_port_zero_and_sigterm_goes_not_serving() -> None:
         assert (host, learner.policy, learner.device) == ("127.0.0.1", "honest", "cpu")
         assert int(port) > 0
         with NetClient(learner.address) as client:
+            client.wait_ready(SERVING_WAIT)
             client.init(CFG)
             assert client.predict(np.zeros((1, 10), np.float32))[0][0, 0] == 0.0
         statuses: list[int] = []
@@ -93,7 +99,7 @@ def test_ready_line_port_zero_and_sigterm_goes_not_serving() -> None:
             follower = threading.Thread(target=follow)
             follower.start()
             code, out, err = learner.stop(signal.SIGTERM)
-            follower.join(timeout=10)
+            follower.join(timeout=30)
     assert code == 0, err
     assert out == ""  # the ready line was the only line on stdout
     assert statuses[:1] == [health_pb2.HealthCheckResponse.NOT_SERVING]
@@ -102,11 +108,12 @@ def test_ready_line_port_zero_and_sigterm_goes_not_serving() -> None:
 def test_sigint_exits_0_and_casi_token_is_honoured() -> None:
     with Learner("--policy", "silent", env={"CASI_TOKEN": "tok"}) as learner:
         with NetClient(learner.address) as anonymous:
-            anonymous.wait_ready(5)
+            anonymous.wait_ready(SERVING_WAIT)
             with pytest.raises(NetError) as info:
                 anonymous.init(CFG)
             assert info.value.code == "UNAUTHENTICATED"
         with NetClient(learner.address, token="tok") as client:
+            client.wait_ready(SERVING_WAIT)
             assert client.init(CFG).implementation.startswith("casi-learner/scripted-silent")
         code, _, err = learner.stop(signal.SIGINT)
     assert code == 0, err
@@ -116,6 +123,7 @@ def test_sigint_exits_0_and_casi_token_is_honoured() -> None:
 def test_scripted_policy_process_never_imports_torch() -> None:
     with Learner("--policy", "random", python=("-X", "importtime")) as learner:
         with NetClient(learner.address) as client:
+            client.wait_ready(SERVING_WAIT)
             client.init(CFG)
             client.predict(np.zeros((1, 10), np.float32))
         code, _, err = learner.stop()
@@ -162,6 +170,7 @@ def test_usage_errors_exit_2_and_busy_port_exits_1() -> None:
     assert f"cannot bind 127.0.0.1:{port}" in busy.stderr and busy.stdout == ""
 
 
+@pytest.mark.expensive  # imports torch in a new process
 def test_cuda_without_a_gpu_exits_2_with_one_sentence() -> None:
     pytest.importorskip("torch")
     import torch
@@ -194,6 +203,6 @@ def test_tls_from_the_command_line(tmp_path: Path) -> None:
             client_cert=tmp_path / "client.pem",
             client_key=tmp_path / "client.key",
         ) as client:
-            client.wait_ready(10)
+            client.wait_ready(SERVING_WAIT)
             assert client.init(CFG).device == "cpu"
         assert learner.stop()[0] == 0
