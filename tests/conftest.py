@@ -1,4 +1,10 @@
-"""For every test folder: real ``casi-learner`` processes that tests start, kill and restart."""
+"""For every test folder: real ``casi-learner`` processes that tests start, kill and restart.
+
+Waits here assume a loaded machine (other jobs on every core, a cold numba cache): they end as
+soon as what they wait for happens (a ready line, a file), and their bounds are generous.
+Slow tests (whole runs, real processes, benchmarks) are marked ``expensive`` in their modules:
+``make test-fast`` leaves them out, ``make test`` runs everything.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,29 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 READY = re.compile(r"casi-learner ready on (\S+) ")
+START_WAIT = 120.0  # s for a learner's ready line: importing torch on a busy machine is slow
+RUN_WAIT = 300.0  # s for a small ``casi run`` to get somewhere, a cold numba compile included
+
+
+def wait_until(
+    done: Callable[[], bool], timeout: float, proc: subprocess.Popen[Any] | None = None
+) -> bool:
+    """Polls ``done`` until it is true (True), or ``timeout`` s pass or ``proc`` ends (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (proc is None or proc.poll() is None):
+        if done():
+            return True
+        time.sleep(0.05)
+    return done()
 
 
 def make_test_ca(out: Path) -> Path:
@@ -42,7 +64,7 @@ class LearnerProcess:
             env={**{k: v for k, v in os.environ.items() if k != "CASI_TOKEN"}, **(env or {})},
         )
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        ready, _, _ = select.select([self.proc.stdout], [], [], START_WAIT)
         self.line = line = self.proc.stdout.readline() if ready else ""
         match = READY.match(line)
         if match is None:

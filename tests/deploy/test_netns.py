@@ -22,12 +22,15 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import RUN_WAIT, START_WAIT
+
 ROOT = Path(__file__).resolve().parents[2]
 CASI = [sys.executable, "-m", "casi_orchestrator"]
 SUBNET = "10.231.7"
 TOKEN = "netns-test-token"
 PORT = 50051
 IP = shutil.which("ip")
+pytestmark = pytest.mark.expensive  # two learners and a run
 
 CONFIG = """\
 # Two decentralised learners, one per namespace (exp4's game, a few small iterations).
@@ -131,7 +134,7 @@ def learners(namespaces: Namespaces) -> Iterator[list[str]]:
             )  # fmt: skip
             procs.append(proc)
             assert proc.stdout is not None
-            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            ready, _, _ = select.select([proc.stdout], [], [], START_WAIT)
             line = proc.stdout.readline() if ready else ""
             assert re.match(rf"casi-learner ready on {re.escape(host)}:{PORT} ", line), line
             addresses.append(f"{host}:{PORT}")
@@ -160,7 +163,7 @@ def test_two_learners_in_their_own_namespaces_with_token_auth(
     env = {k: v for k, v in os.environ.items() if k != "CASI_TOKEN"}
     refused = subprocess.run(
         [*CASI, "run", str(cfg), *flags, "--out", str(tmp_path / "refused")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
+        cwd=ROOT, capture_output=True, text=True, timeout=RUN_WAIT, env=env,
     )  # fmt: skip
     assert refused.returncode == 1, refused.stderr[-2000:]
     assert "this learner requires a token" in refused.stderr
@@ -168,7 +171,7 @@ def test_two_learners_in_their_own_namespaces_with_token_auth(
 
     proc = subprocess.run(
         [*CASI, "run", str(cfg), *flags, "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=RUN_WAIT,
         env={**env, "CASI_TOKEN": TOKEN},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

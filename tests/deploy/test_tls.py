@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import LearnerProcess, make_test_ca
+from ..conftest import RUN_WAIT, LearnerProcess, make_test_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 CASI = [sys.executable, "-m", "casi_orchestrator"]
@@ -43,7 +43,7 @@ def casi(tmp_path: Path, extra_cfg: str, *args: str, env: dict[str, str] | None 
     base = {k: v for k, v in os.environ.items() if k != "CASI_TOKEN"}
     proc = subprocess.run(
         [*CASI, "run", str(cfg), "--iterations", "2", "--out", str(tmp_path), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**base, **(env or {})},
+        cwd=ROOT, capture_output=True, text=True, timeout=RUN_WAIT, env={**base, **(env or {})},
     )  # fmt: skip
     assert "Traceback" not in proc.stderr
     return f"{proc.returncode}\n{proc.stderr}"
@@ -53,6 +53,7 @@ def rows(tmp_path: Path) -> list[str]:
     return (tmp_path / "tls" / "trial-0" / "iterations.csv").read_text().splitlines()
 
 
+@pytest.mark.expensive
 @pytest.mark.parametrize("learner", [("torch", True)], indirect=True)
 def test_mutual_tls_and_token_from_the_command_line(
     tmp_path: Path, certs: Path, learner: LearnerProcess
@@ -66,6 +67,7 @@ def test_mutual_tls_and_token_from_the_command_line(
     assert len(rows(tmp_path)) == 3  # header + 2 trained iterations
 
 
+@pytest.mark.expensive
 @pytest.mark.parametrize("learner", [("honest", False)], indirect=True)
 def test_tls_and_token_from_config_keys(
     tmp_path: Path, certs: Path, learner: LearnerProcess
@@ -77,6 +79,7 @@ def test_tls_and_token_from_config_keys(
     assert "tls_ca" in resolved and TOKEN not in resolved  # the token never reaches a file
 
 
+@pytest.mark.expensive
 @pytest.mark.parametrize("learner", [("honest", True)], indirect=True)
 def test_what_a_secured_learner_refuses(
     tmp_path: Path, certs: Path, learner: LearnerProcess
@@ -101,6 +104,7 @@ def test_what_a_secured_learner_refuses(
     assert missing.startswith("1\n") and "this learner requires a token" in missing
 
 
+@pytest.mark.expensive
 def test_tls_keys_are_checked_when_the_config_is_loaded(tmp_path: Path, certs: Path) -> None:
     keys = '\n[learners]\ntls_ca = "nowhere/ca.pem"\ntoken_env = "no such"\n'
     out = casi(tmp_path, keys)
@@ -128,7 +132,7 @@ def test_tls_server_name_replaces_the_host_checked_against_the_certificate(certs
     with serving(ScriptedNet("honest"), **pem) as address:  # a certificate for localhost
         ca = certs / "ca.pem"
         with NetClient(address, root_cert=ca, server_name="localhost") as client:
-            client.wait_ready(5)
+            client.wait_ready(60)
         with NetClient(address, name="a0", root_cert=ca, server_name="gpu1.lab") as client:
             with pytest.raises(NetError, match=f"agent a0 at {address}: not reachable"):
                 client.wait_ready(1)

@@ -1,4 +1,7 @@
-"""Whole runs through real ``casi-learner`` subprocesses over gRPC (the CI smoke tests)."""
+"""Whole runs through real ``casi-learner`` subprocesses over gRPC (the CI smoke tests).
+
+Bounds are for a busy machine with a cold numba cache; every wait ends as soon as it can.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +20,14 @@ import pytest
 from casi_orchestrator.checkpoint import read_checkpoint
 from casi_orchestrator.outputs import csv_columns
 
-from ..conftest import LearnerProcess
+from ..conftest import RUN_WAIT, LearnerProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CASI = [sys.executable, "-m", "casi_orchestrator"]
+pytestmark = pytest.mark.expensive  # whole runs
 
 
-def casi(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def casi(*args: str, timeout: float = RUN_WAIT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CASI, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
@@ -38,9 +42,9 @@ def without_wall_time(rows: list[dict[str, str]]) -> list[dict[str, str]]:
 
 def test_exp0_groundhog_learns_and_writes_every_output(tmp_path: Path) -> None:
     start = time.monotonic()
-    proc = casi("run", "experiments/exp0_groundhog.toml", "--out", str(tmp_path), timeout=90)
+    proc = casi("run", "experiments/exp0_groundhog.toml", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert time.monotonic() - start < 90
+    assert time.monotonic() - start < RUN_WAIT
     run = tmp_path / "exp0_groundhog"
     trial = run / "trial-0"
     rows = read_rows(trial / "iterations.csv")
@@ -105,9 +109,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> No
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     meta = out / "resume" / "trial-0" / "checkpoint" / "meta.json"
-    deadline = time.monotonic() + 60
-    while not meta.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
+    wait_until(meta.exists, RUN_WAIT, proc)
     proc.kill()
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
@@ -116,7 +118,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> No
     # the learner the killed run started does not outlive it
     first = (out / "resume" / "trial-0" / "events.jsonl").read_text().splitlines()[0]
     host, port = json.loads(first)["learners"]["a0"]["address"].rsplit(":", 1)
-    assert wait_closed(host, int(port), 15)
+    assert wait_closed(host, int(port), 60)
     resumed = casi("run", str(cfg), "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = read_rows(tmp_path / "full" / "resume" / "trial-0" / "iterations.csv")

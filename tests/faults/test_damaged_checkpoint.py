@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CASI, ROOT, LearnerProcess
+from .conftest import CASI, ROOT, RUN_WAIT, LearnerProcess
 
+pytestmark = pytest.mark.expensive  # a run, then four resumes: real processes
 SMOKE = ROOT / "experiments" / "smoke.toml"
 
 
@@ -28,7 +29,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, honest: str) -> Path:
     proc = subprocess.run(
         [*CASI, "run", str(SMOKE), "--learner", f"a0={honest}", "--iterations", "4",
          "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, capture_output=True, text=True, timeout=RUN_WAIT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
@@ -85,7 +86,7 @@ def test_resume_refuses_a_damaged_checkpoint_naming_the_file(
     proc = subprocess.run(
         [*CASI, "run", str(SMOKE), "--learner", f"a0={honest}", "--iterations", "6",
          "--out", str(out), "--resume"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, capture_output=True, text=True, timeout=RUN_WAIT,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr

@@ -1,4 +1,8 @@
-"""A learner that hangs (SIGSTOP): the call fails at its deadline, naming agent and address."""
+"""A learner that hangs (SIGSTOP): the call fails at its deadline, naming agent and address.
+
+The deadlines are a few seconds, so that a healthy learner on a busy machine never misses one,
+and times are measured from the SIGSTOP: a cold numba compile before it does not count.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +22,12 @@ from casi_orchestrator.outputs import TrialOutput
 from casi_orchestrator.trainer import Trainer
 from casi_proto.errors import NetError
 
-from .conftest import CASI, ROOT, LearnerProcess, children, read_rows
+from .conftest import CASI, ROOT, LearnerProcess, children, read_rows, wait_rows, wait_until
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc"),
+    pytest.mark.expensive,
+]
 
 TWO_LEARNERS = {
     "seed": 4,
@@ -29,7 +36,7 @@ TWO_LEARNERS = {
     "attrs": {"count": 4, "direct": 2, "goal": 1, "values": 4},
     "algorithm": {"batch": 16, "iterations": 50, "hidden_sizes": [8]},
     "eval": {"every": 2, "episodes": 16},
-    "learners": {"rpc_timeout": 1.0, "remote_wait": 0.5},
+    "learners": {"rpc_timeout": 3.0, "remote_wait": 0.5},
 }
 
 
@@ -40,12 +47,13 @@ def test_a_hung_remote_learner_fails_at_the_deadline_and_no_thread_leaks(
     bob = learners("--policy", "honest")
     cfg = validate_config(TWO_LEARNERS, "two.toml", {"alice": alice.address, "bob": bob.address})
     before = set(threading.enumerate())
+    stopped: list[float] = []
 
     def stop_bob(it: int, _: object) -> None:
         if it == 2:
             bob.proc.send_signal(signal.SIGSTOP)
+            stopped.append(time.monotonic())
 
-    t0 = time.monotonic()
     with LearnerPool(cfg.learners, tmp_path) as pool:
         for name, learner in (("alice", alice), ("bob", bob)):
             assert pool.open(name, learner.address).remote
@@ -55,18 +63,17 @@ def test_a_hung_remote_learner_fails_at_the_deadline_and_no_thread_leaks(
                 trainer.run(False, stop_bob)
         finally:
             trainer.close()
-    elapsed = time.monotonic() - t0
-    assert info.value.code == "DEADLINE_EXCEEDED"
     message = info.value.message
+    assert stopped, f"the run failed before bob was stopped: {message}"
+    elapsed = time.monotonic() - stopped[0]
+    assert info.value.code == "DEADLINE_EXCEEDED"
     assert message.startswith(f"agent bob at {bob.address}: ")  # InitHidden, the first call
-    assert "no reply within the deadline of 1 s" in message
+    assert "no reply within the deadline of 3 s" in message
     assert "waited 0.5 s (learners.remote_wait)" in message
     assert "iteration 2 is checkpointed" in message
     assert elapsed < 20
     assert len(read_rows(tmp_path / "trial-0" / "iterations.csv")) == 2
-    deadline = time.monotonic() + 5
-    while set(threading.enumerate()) - before and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not set(threading.enumerate()) - before, 30)
     assert not set(threading.enumerate()) - before, "threads left behind"
     assert alice.proc.poll() is None  # the healthy learner was not touched
 
@@ -86,8 +93,8 @@ episodes = 16
 [checkpoint]
 every = 1000
 [learners]
-rpc_timeout = 3
-train_timeout = 3
+rpc_timeout = 5
+train_timeout = 5
 """
 
 
@@ -100,12 +107,7 @@ def test_a_hung_local_learner_ends_the_cli_run_at_the_deadline(tmp_path: Path) -
     )  # fmt: skip
     learner_pid = 0
     try:
-        csv_path = tmp_path / "small" / "trial-0" / "iterations.csv"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            if csv_path.exists() and len(csv_path.read_text().splitlines()) > 2:
-                break
-            time.sleep(0.05)
+        wait_rows(tmp_path / "small" / "trial-0" / "iterations.csv", 2, proc)
         (learner_pid,) = children(proc.pid)
         stopped = time.monotonic()
         os.kill(learner_pid, signal.SIGSTOP)
@@ -122,7 +124,7 @@ def test_a_hung_local_learner_ends_the_cli_run_at_the_deadline(tmp_path: Path) -
     assert "Traceback" not in err
     message = " ".join(err.split())
     assert "agent a0 at 127.0.0.1:" in message
-    assert "no reply within the deadline of 3 s" in message
+    assert "no reply within the deadline of 5 s" in message
     assert "is checkpointed in" in message
     # the stopped learner was stopped for good (SIGTERM, then SIGCONT to act on it)
     assert not survived

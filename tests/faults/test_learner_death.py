@@ -24,9 +24,21 @@ from casi_orchestrator.learners import LearnerPool
 from casi_orchestrator.outputs import TrialOutput
 from casi_orchestrator.trainer import Trainer
 
-from .conftest import CASI, ROOT, LearnerProcess, free_port, read_rows, without_wall_time
+from .conftest import (
+    CASI,
+    ROOT,
+    RUN_WAIT,
+    LearnerProcess,
+    free_port,
+    read_rows,
+    wait_rows,
+    without_wall_time,
+)
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc"),
+    pytest.mark.expensive,
+]
 SMOKE = ROOT / "experiments" / "smoke.toml"
 KILL_AT = 3  # the iteration in which the learner is lost
 KILL_CALL = 5  # the Predict call of that iteration's rollout (of 10) that finds it gone
@@ -176,15 +188,6 @@ remote_wait = 2
 """
 
 
-def wait_rows(csv_path: Path, n: int, proc: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if csv_path.exists() and len(csv_path.read_text().splitlines()) > n:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{csv_path}: fewer than {n} rows (exit status {proc.poll()})")
-
-
 def test_a_remote_learner_that_stays_away_stops_the_run_with_a_checkpoint(
     tmp_path: Path, learners: Callable[..., LearnerProcess]
 ) -> None:
@@ -224,7 +227,7 @@ def test_a_remote_learner_that_stays_away_stops_the_run_with_a_checkpoint(
     resumed = subprocess.run(
         [*CASI, "run", str(cfg), "--learner", f"a0={again.address}", "--out", str(tmp_path),
          "--resume", "--iterations", str(meta["iteration"] + 2)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, capture_output=True, text=True, timeout=RUN_WAIT,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert [r["iteration"] for r in read_rows(csv_path)] == [
