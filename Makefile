@@ -8,7 +8,7 @@ CONFIG ?= experiments/exp2_honest.toml
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup proto test test-all lint experiment experiments bench clean
+.PHONY: help setup proto test test-fast lint experiment experiments bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,11 +25,11 @@ $(STAMP): $(addsuffix /pyproject.toml,$(DISTS))
 proto: $(STAMP) ## regenerate the committed gRPC code from proto/casi/v1/net.proto
 	$(PY) -m casi_proto.generate proto
 
-test: $(STAMP) ## run the test suite (what CI runs)
-	$(PY) -m pytest -q -m "not expensive" $(ARGS)
-
-test-all: $(STAMP) ## run every test, the slow ones too
+test: $(STAMP) ## run every test, the expensive ones too (what CI runs)
 	$(PY) -m pytest -q $(ARGS)
+
+test-fast: $(STAMP) ## the inner loop: every test not marked expensive (under 90 s)
+	$(PY) -m pytest -q -m "not expensive" $(ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy on the hand-written code
 	$(PY) -m ruff check .

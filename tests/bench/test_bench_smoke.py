@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.expensive  # each benchmark is a process with numba and torch in it
 
 # script: (arguments, result file, lines of its table, top-level keys of the result file)
 CASES: dict[str, tuple[list[str], str, list[str], set[str]]] = {

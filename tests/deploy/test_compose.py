@@ -32,6 +32,7 @@ def compose_config(
     )
 
 
+@pytest.mark.expensive  # runs docker-compose
 def test_default_compose_is_valid_and_waits_for_healthy_learner(tmp_path):
     result = compose_config(tmp_path, "docker-compose.yml")
     assert result.returncode == 0, result.stderr
@@ -43,6 +44,7 @@ def test_default_compose_is_valid_and_waits_for_healthy_learner(tmp_path):
     assert "driver: nvidia" not in out, "CPU-only hosts must not need a GPU reservation"
 
 
+@pytest.mark.expensive  # runs docker-compose
 def test_gpu_override_reserves_a_gpu_for_the_learner(tmp_path):
     result = compose_config(tmp_path, "docker-compose.yml", "docker-compose.gpu.yml")
     assert result.returncode == 0, result.stderr
@@ -50,6 +52,7 @@ def test_gpu_override_reserves_a_gpu_for_the_learner(tmp_path):
     assert "- gpu" in result.stdout
 
 
+@pytest.mark.expensive  # runs docker-compose
 def test_compose_refuses_to_run_without_a_token(tmp_path):
     result = compose_config(tmp_path, "docker-compose.yml", token=None)
     assert result.returncode != 0

@@ -47,6 +47,7 @@ every = 1000
 """
 
 
+@pytest.mark.expensive
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_checkpoints_and_exits_128_plus_signum(tmp_path: Path, sig: int) -> None:
     cfg = tmp_path / "long.toml"
@@ -82,6 +83,7 @@ def test_a_signal_checkpoints_and_exits_128_plus_signum(tmp_path: Path, sig: int
         ]
 
 
+@pytest.mark.expensive
 def test_trials_and_plot(tmp_path: Path) -> None:
     proc = subprocess.run(
         [*CASI, "run", "experiments/smoke.toml", "--trials", "2", "--iterations", "2",
