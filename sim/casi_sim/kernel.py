@@ -12,8 +12,9 @@ kernels allocate nothing. The constants come from :mod:`casi_sim.actions`.
 
 The kernels called from Python (``reset_kernel``, ``step_kernel``, ``observe_kernel``) take
 each named tuple as a plain tuple (:func:`plain`): numba types a plain tuple of arrays in C
-but a named one in Python, which costs a microsecond per tuple and call, as much as a whole
-step at B = 1. They name their arguments again and call the kernels that do the work.
+but a named one in Python, close to a microsecond more per tuple and call (seven of them cost
+twice a whole step at B = 1). They name their arguments again and call the kernels that do
+the work.
 """
 
 from __future__ import annotations
