@@ -24,10 +24,11 @@ from casi_proto.api import Params, Sequences
 from casi_proto.errors import UNAVAILABLE, NetError
 from casi_proto.tls import PemSource, channel_credentials
 
-# Reconnect quickly after a learner restarts instead of gRPC's 1 s .. 120 s backoff.
+# Reconnect quickly after a learner restarts instead of gRPC's 1 s .. 120 s backoff. Not
+# grpc.min_reconnect_backoff_ms: gRPC also takes it as the connect timeout, so a value of
+# 100 ms failed every connection whose handshake took longer (a busy host, a slow link, TLS).
 _RECONNECT = [
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -192,3 +193,51 @@ def test_a_given_channel_is_used_as_it_is(address: str) -> None:
         assert client.predict(np.zeros((2, 10), np.float32))[0].shape == (2, 19)
     with pytest.raises(ValueError, match="either a channel or the TLS arguments"):
         NetClient(address, channel=grpc.insecure_channel(address), root_cert=b"x")
+
+
+def delaying_proxy(target: str, delay: float) -> tuple[str, threading.Event]:
+    """A loopback TCP proxy to ``target`` that holds the server's first bytes back ``delay`` s
+    (a slow handshake: a busy host, a long link). Set the event to stop it."""
+    host, port = target.rsplit(":", 1)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def pipe(src: socket.socket, dst: socket.socket, hold: float) -> None:
+        first = True
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if first and hold:
+                    time.sleep(hold)
+                first = False
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            server = socket.create_connection((host, int(port)))
+            threading.Thread(target=pipe, args=(client, server, 0.0), daemon=True).start()
+            threading.Thread(target=pipe, args=(server, client, delay), daemon=True).start()
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"127.0.0.1:{listener.getsockname()[1]}", stop
+
+
+def test_a_slow_handshake_still_connects(address: str) -> None:
+    # gRPC takes grpc.min_reconnect_backoff_ms as its connect timeout too: with 100 ms there,
+    # a server whose first bytes came 0.3 s late was refused as "connection attempt timed out
+    # before receiving SETTINGS frame"
+    proxy, stop = delaying_proxy(address, 0.3)
+    try:
+        with NetClient(proxy, name="a0", timeout=20.0) as client:
+            reply = client.init(CFG)
+        assert reply.implementation
+    finally:
+        stop.set()
