@@ -44,6 +44,7 @@ def greedy_accuracy(client: NetClient) -> float:
     return float((logits[:, :2].argmax(axis=1) == [0, 1]).mean())
 
 
+@pytest.mark.expensive
 def test_torch_learner_learns_a_contextual_bandit_over_grpc(
     learners: Callable[..., LearnerProcess],
 ) -> None:

@@ -6,11 +6,12 @@ import csv
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from casi_orchestrator.checkpoint import read_checkpoint
+
+from ..conftest import RUN_WAIT, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CASI = [sys.executable, "-m", "casi_orchestrator"]
@@ -57,13 +58,13 @@ def test_a_signal_checkpoints_and_exits_128_plus_signum(tmp_path: Path, sig: int
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     csv_path = tmp_path / "long" / "trial-0" / "iterations.csv"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if csv_path.exists() and len(csv_path.read_text().splitlines()) > 3:
-            break
-        time.sleep(0.05)
+
+    def rows_written() -> bool:
+        return csv_path.exists() and len(csv_path.read_text().splitlines()) > 3
+
+    assert wait_until(rows_written, RUN_WAIT, proc), "no rows before the signal"
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=RUN_WAIT)
     assert proc.returncode == 128 + sig, err[-2000:]
     assert "Traceback" not in err
     _, meta = read_checkpoint(tmp_path / "long" / "trial-0" / "checkpoint")
