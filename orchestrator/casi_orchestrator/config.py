@@ -109,6 +109,14 @@ class BonusCfg(Section):
     """Bits per group after quantisation (superbit)."""
     beta: float = Field(default=0.05, ge=0.0)
     """Bonus scale: beta / sqrt(count), in scaled reward units."""
+    decay_iterations: int = Field(default=0, ge=0)
+    """Beta falls linearly to 0 over this many iterations, then stays 0 (0: beta throughout)."""
+
+    def scale(self, iteration: int) -> float:
+        """The factor on ``beta`` in training iteration ``iteration`` (1-based)."""
+        if self.decay_iterations == 0:
+            return 1.0
+        return max(0.0, 1.0 - (iteration - 1) / self.decay_iterations)
 
 
 class BacktrackingCfg(Section):

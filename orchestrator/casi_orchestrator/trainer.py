@@ -203,10 +203,11 @@ class Trainer:
     def update(self, it: int, roll: RolloutBuffer) -> tuple[Losses, dict[str, float]]:
         """Bonus and GAE for every agent; Train on every agent that has not stopped."""
         batches, bonus_means = {}, {}
+        scale = self.cfg.bonus.scale(it)
         for k, m in enumerate(self.fleet.members):
             bonus = self.state.agents[m.name].bonus
             batches[m.name], bonus_means[m.name] = training_batch(
-                roll, k, bonus, self.cfg.algorithm
+                roll, k, bonus, self.cfg.algorithm, scale
             )
         active = [m for m in self.fleet.members if not self.state.agents[m.name].stopped]
         return train(self.fleet, it, batches, active), bonus_means

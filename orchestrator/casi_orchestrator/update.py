@@ -13,16 +13,19 @@ from casi_orchestrator.rollout import RolloutBuffer
 
 
 def training_batch(
-    roll: RolloutBuffer, k: int, bonus: CountBonus, alg: AlgorithmCfg
+    roll: RolloutBuffer, k: int, bonus: CountBonus, alg: AlgorithmCfg, bonus_scale: float = 1.0
 ) -> tuple[Sequences, float]:
     """Learning agent ``k``'s Train batch, and its mean bonus per acted step.
 
     The bonus is computed on the observations the agent acted on (which updates its count
-    table) and added, in scaled units, to the scaled game reward of those steps.
+    table), multiplied by ``bonus_scale`` (``[bonus] decay_iterations``) and added, in scaled
+    units, to the scaled game reward of those steps.
     """
     acted = roll.mask[k] > 0
     extra = np.zeros(acted.shape, np.float32)
     extra[acted] = bonus(roll.obs[k][acted])
+    if bonus_scale != 1.0:
+        extra *= np.float32(bonus_scale)
     mean = float(extra[acted].mean()) if acted.any() else 0.0
     rewards = roll.rewards[k] * np.float32(alg.reward_scale) + extra
     adv, ret = gae(rewards, roll.values[k], roll.mask[k], alg.gamma, alg.lam)

@@ -84,3 +84,30 @@ def test_a_snapshot_is_behind_until_written(tmp_path: Path) -> None:
     assert checkpoints.behind
     meta = json.loads((tmp_path / "checkpoint" / "meta.json").read_text())["meta"]
     assert meta["iteration"] == 0 and meta["finished"] is False
+
+
+def test_bonus_decays_linearly_to_zero_over_decay_iterations() -> None:
+    from casi_orchestrator.config import BonusCfg
+
+    assert [BonusCfg().scale(it) for it in (1, 500, 10**6)] == [1.0, 1.0, 1.0]
+    cfg = BonusCfg(decay_iterations=4)
+    assert [cfg.scale(it) for it in range(1, 7)] == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+
+
+def test_training_batch_scales_only_the_bonus() -> None:
+    from casi_orchestrator.bonus import CountBonus
+    from casi_orchestrator.config import AlgorithmCfg
+    from casi_orchestrator.rollout import RolloutBuffer
+    from casi_orchestrator.update import training_batch
+
+    roll = RolloutBuffer.zeros(1, 2, 3, 4, 2)
+    roll.mask[:] = 1.0
+    roll.rewards[0, :, 2] = 100.0
+    roll.obs[0] = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    alg = AlgorithmCfg(gamma=1.0, lam=1.0)
+    full, full_mean = training_batch(roll, 0, CountBonus("simhash", 4, beta=0.4, seed=1), alg)
+    half, half_mean = training_batch(roll, 0, CountBonus("simhash", 4, beta=0.4, seed=1), alg, 0.5)
+    assert half_mean == full_mean / 2 and full_mean > 0
+    # returns = scaled game reward + bonus, summed to the end (gamma = lambda = 1, values 0)
+    game = np.array([1.0, 1.0, 1.0], np.float32)
+    np.testing.assert_allclose(half.returns - game, (full.returns - game) / 2, rtol=1e-6)
