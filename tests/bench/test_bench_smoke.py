@@ -61,6 +61,13 @@ CASES: dict[str, tuple[list[str], str, list[str], set[str]]] = {
         ["agent-steps", "shipped", "small", "median"],
         {"machine", "config", "target_win_rate", "variants", "runs", "median", "targets"},
     ),
+    "learn:exp5": (
+        ["--config", "experiments/exp5_big_honest.toml", "--seeds", "0", "--target", "0.01"]
+        + ["--iterations", "2"],
+        "learn-exp5_big_honest.json",
+        ["exp5_big_honest through gRPC", "shipped", "median"],
+        {"machine", "config", "target_win_rate", "variants", "runs", "median", "targets"},
+    ),
 }
 # learn.py also compares a variant, so that its --variant path runs too
 CASES["learn"][0].extend(["--variant", "small:algorithm.batch=16"])
@@ -83,7 +90,7 @@ def test_the_benchmark_runs_and_writes_its_results(name: str, tmp_path: Path) ->
     env.update(CASI_BENCH_RESULTS=str(results), TMPDIR=str(tmp))
     real = _stamps(ROOT / "bench" / "results")
     proc = subprocess.run(
-        [sys.executable, f"bench/{name}.py", *args],
+        [sys.executable, f"bench/{name.split(':')[0]}.py", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
