@@ -143,6 +143,8 @@ class EvalCfg(Section):
     """Episodes per evaluation (always the same ones)."""
     sample: bool = False
     """Sample actions instead of taking the argmax of each head."""
+    influence: bool = False
+    """Measure how much each answer received moves the next action (feed-forward models)."""
     target_win_rate: float | None = Field(default=None, gt=0.0, le=1.0)
     """End the trial once every learning agent's evaluated win rate is >= this (none: off)."""
 

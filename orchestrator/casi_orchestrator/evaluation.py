@@ -3,19 +3,22 @@
 ``return`` is the mean extrinsic return in points; ``win_rate`` the share of episodes won;
 ``steps_to_win`` the mean over winners of the (1-based) step of the win, None if none won;
 ``questions`` the questions asked of other agents per episode; ``answers_<intention>`` the
-replies given per episode, by intention.
+replies given per episode, by intention; ``influence`` (with ``[eval] influence``) how much the
+answers received move the agent's next action (:mod:`influence`), None when not measured.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from casi_sim import INTENTION_NAMES, BatchSim
 
 from casi_orchestrator.fleet import Fleet
+from casi_orchestrator.influence import Influence
 from casi_orchestrator.metrics import (
+    INFLUENCE,
     QUESTIONS,
     RETURN,
     STEPS_TO_WIN,
@@ -25,6 +28,14 @@ from casi_orchestrator.metrics import (
 from casi_orchestrator.rollout import act, init_hidden, joint_action
 
 Metrics = dict[str, float | None]
+
+
+class Details(NamedTuple):
+    """What an evaluation records besides its metrics."""
+
+    trajectory: bool = False  # episode 0 step by step
+    world: bool = False  # episode 0's world at its end
+    influence: bool = False  # the answers' influence (feed-forward models only)
 
 
 @dataclass
@@ -67,37 +78,43 @@ def evaluate(
     head_sizes: list[int],
     recurrent: bool,
     rng: np.random.Generator | None = None,
-    details: tuple[bool, bool] = (False, False),
+    details: Details | None = None,
 ) -> EvalResult:
-    """``sim.batch`` episodes from ``sim.reset(seed)``, greedy (``rng`` None) or sampled.
-
-    ``details`` = (trajectory, world): record episode 0 step by step, and its world at the end.
-    """
-    record_steps, record_world = details
+    """``sim.batch`` episodes from ``sim.reset(seed)``, greedy (``rng`` None) or sampled."""
+    details = details or Details()
     members = fleet.members
+    influence = Influence(fleet, sim.cfg, head_sizes) if details.influence else None
     slots = [m.slot for m in members]
     obs = sim.reset(seed)
     init_hidden(fleet, recurrent, sim.batch)
     tally = Tally.zeros(sim.batch, len(members), sim.n_agents)
     done = np.zeros((sim.batch, sim.n_agents), bool)
     trajectory = []
+    obs_prev = obs.copy()
     for t in range(sim.cfg.max_steps):
-        _, actions, _ = act(fleet, obs, head_sizes, rng)
+        preds, actions, _ = act(fleet, obs, head_sizes, rng)
+        if influence is not None and t > 0:
+            influence.step(obs_prev, obs, [logits for logits, _ in preds], ~done)
         main, intentions = joint_action(slots, actions, sim.n_agents)
         _count_questions(tally.asked_to, main, done, slots, sim)
-        if record_steps:
+        if details.trajectory:
             trajectory.append(_trajectory_step(t, main, intentions, done, fleet))
+        obs_prev[:] = obs
         obs, reward, done, info = sim.step(main, intentions)
         _add_step(tally, t, reward[:, slots], info, slots)
         if trajectory:
             trajectory[-1]["rewards"] = reward[0].tolist()
     world = {}
-    if record_world:
+    if details.world:
         state = sim.state()
         world = {key: np.asarray(state[key][0]).tolist() for key in state}
     names = [m.name for m in members]
     asked_to = {name: (tally.asked_to[k] / sim.batch).tolist() for k, name in enumerate(names)}
-    return EvalResult(agent_metrics(tally, names), asked_to, trajectory, world)
+    metrics = agent_metrics(tally, names)
+    means = influence.means() if influence else [None] * len(names)
+    for name, value in zip(names, means, strict=True):
+        metrics[name][INFLUENCE] = value
+    return EvalResult(metrics, asked_to, trajectory, world)
 
 
 def _count_questions(

@@ -13,6 +13,7 @@ RETURN = "return"
 WIN_RATE = "win_rate"
 STEPS_TO_WIN = "steps_to_win"
 QUESTIONS = "questions"
+INFLUENCE = "influence"
 
 
 def answers_key(intention: str) -> str:
@@ -26,6 +27,7 @@ EVAL_METRICS = (
     STEPS_TO_WIN,
     QUESTIONS,
     *(answers_key(n) for n in INTENTION_NAMES),
+    INFLUENCE,
 )
 LOSS_METRICS = LOSS_FIELDS
 BONUS = "bonus"

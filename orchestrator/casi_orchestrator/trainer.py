@@ -33,7 +33,7 @@ from casi_sim import BatchSim
 from casi_orchestrator import sampling, wire
 from casi_orchestrator.checkpoint import find_checkpoint
 from casi_orchestrator.config import RunConfig
-from casi_orchestrator.evaluation import EvalResult, Metrics, evaluate
+from casi_orchestrator.evaluation import Details, EvalResult, Metrics, evaluate
 from casi_orchestrator.fleet import Fleet, Member
 from casi_orchestrator.learners import LearnerPool
 from casi_orchestrator.logs import ActionProbs, Losses, Streams, csv_row, start_fields
@@ -220,9 +220,10 @@ class Trainer:
             rng = None
             if ev.sample:
                 rng = sampling.rng_for(self.cfg.seed, self.trial, sampling.EVAL_ACTIONS, it)
+            influence = ev.influence and not self.cfg.algorithm.recurrent
             return evaluate(
                 self.fleet, self.eval_sim, self._seed(sampling.EVAL_SIM), self.head_sizes,
-                self.cfg.algorithm.recurrent, rng, (log.trajectories, log.attrs),
+                self.cfg.algorithm.recurrent, rng, Details(log.trajectories, log.attrs, influence),
             )  # fmt: skip
 
         return self.fleet.recovering(phase)
