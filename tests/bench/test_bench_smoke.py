@@ -68,6 +68,13 @@ CASES: dict[str, tuple[list[str], str, list[str], set[str]]] = {
         ["exp5_big_honest through gRPC", "shipped", "median"],
         {"machine", "config", "target_win_rate", "variants", "runs", "median", "targets"},
     ),
+    "scale": (
+        ["--learners", "1", "2", "--batches", "16", "--batch", "16"]
+        + ["--iterations", "1", "--warmup", "1"],
+        "scale.json",
+        ["learners: 8 agents", "batch: exp5_big_honest", "agent-steps/s", "lrn MB"],
+        {"machine", "unit", "config", "iterations", "warmup", "learners", "batches"},
+    ),
 }
 # learn.py also compares a variant, so that its --variant path runs too
 CASES["learn"][0].extend(["--variant", "small:algorithm.batch=16"])
