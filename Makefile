@@ -44,7 +44,7 @@ experiments: $(STAMP) ## run every experiment in experiments/ (3 trials each), t
 	$(VENV)/bin/casi summary $(patsubst experiments/%.toml,runs/%,$(wildcard experiments/exp*.toml))
 
 bench: $(STAMP) ## run the benchmarks in bench/ (never part of the tests)
-	for b in sim link profile_iteration start learn; do $(PY) bench/$$b.py || exit $$?; done
+	for b in sim link profile_iteration start learn scale; do $(PY) bench/$$b.py || exit $$?; done
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
