@@ -62,6 +62,8 @@ INCENTIVE_KEYS = (
     "cost_unnecessary_reply",
     "reward_correct",
     "reward_win",
+    "reward_helpful_answer",
+    "prosocial",
 )
 _AT = {key: index for index, key in enumerate(INCENTIVE_KEYS)}
 COST_ASK = _AT["cost_ask_question"]
@@ -74,6 +76,8 @@ COST_SOLVED = _AT["cost_solved_guess"]
 COST_UNNECESSARY = _AT["cost_unnecessary_reply"]
 REWARD_CORRECT = _AT["reward_correct"]
 REWARD_WIN = _AT["reward_win"]
+REWARD_HELPFUL = _AT["reward_helpful_answer"]
+PROSOCIAL = _AT["prosocial"]
 
 
 def guess_action(cfg: GameConfig, attr: int, value: int) -> int:

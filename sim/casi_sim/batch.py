@@ -100,6 +100,7 @@ class BatchSim:
             "unnecessary": np.empty((b, na), np.int32),
             "guesses": np.empty((b, na, N_GUESS_OUTCOMES), np.int32),
             "won": np.empty((b, na), np.bool_),
+            "own_reward": np.empty((b, na), np.float32),
         }
         # plain tuples (a kernel.Actions and a kernel.Outputs): building the named ones would
         # cost a tenth of a step at B = 1

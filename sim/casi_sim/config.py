@@ -53,7 +53,8 @@ class Attrs(BaseModel):
 
 
 class Incentives(BaseModel):
-    """Costs (subtracted) and rewards (added), in points; defaults of Experiment #1."""
+    """Costs (subtracted) and rewards (added), in points, and the prosocial weight; the
+    defaults are Experiment #1's (reward_helpful_answer and prosocial, 0, are not in it)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -79,6 +80,10 @@ class Incentives(BaseModel):
     """A correct guess of a goal attribute."""
     reward_win: float = _points(200.0)
     """Solving the last goal attribute."""
+    reward_helpful_answer: float = _points(0.0)
+    """Earned by each agent whose latest answer was the true value a questioner now guesses."""
+    prosocial: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    """Weight alpha: each learner also earns alpha * the mean step reward of the other learners."""
 
 
 class GameConfig(BaseModel):

@@ -61,8 +61,10 @@ from casi_sim.actions import (
     N_GUESS_OUTCOMES,
     N_INTENTIONS,
     NOOP,
+    PROSOCIAL,
     RANDOM,
     REWARD_CORRECT,
+    REWARD_HELPFUL,
     REWARD_WIN,
     SPECIFIC_LIE,
 )
@@ -138,6 +140,7 @@ class Outputs(NamedTuple):
     unnecessary: np.ndarray  # int32 [B, na]
     guesses: np.ndarray  # int32 [B, na, N_GUESS_OUTCOMES]
     won: np.ndarray  # bool [B, na]
+    own_reward: np.ndarray  # float32 [B, na]: the reward without the prosocial term
 
 
 def plain(*named: tuple[object, ...]) -> tuple[tuple[object, ...], ...]:
@@ -369,7 +372,7 @@ def _show_answer(b, q, j, a, kind, value, game, obs):
 
 
 @jit_inline
-def _guess(b, i, a, v, game, worlds, progress, acc, out, obs):
+def _guess(b, i, a, v, game, worlds, progress, channels, acc, out, obs):
     inc, guesses, count = game.incentives, progress.guesses, out.guesses
     if guesses[b, i, a] >= game.max_guesses:
         acc[i] -= inc[COST_EXCESSIVE]
@@ -389,6 +392,8 @@ def _guess(b, i, a, v, game, worlds, progress, acc, out, obs):
         count[b, i, GUESS_SOLVED] += 1
     elif v == worlds.values[b, a]:
         acc[i] += inc[REWARD_CORRECT]
+        if inc[REWARD_HELPFUL] > 0:
+            _pay_helpful_answers(b, i, a, game, worlds, progress, channels, acc)
         count[b, i, GUESS_CORRECT] += 1
         progress.solved[b, i, a] = True
         obs[b, i, p + CELL_SOLVED] = 1.0
@@ -404,6 +409,17 @@ def _guess(b, i, a, v, game, worlds, progress, acc, out, obs):
 
 
 @jit_inline
+def _pay_helpful_answers(b, q, a, game, worlds, progress, channels, acc):
+    """q has guessed a right; as reference.Episode.pay_helpful_answers."""
+    kind, value = channels.answer_kind, channels.answer_value
+    for j in range(game.na):
+        if j == q or progress.done[b, j]:
+            continue
+        if kind[b, q, j, a] == ANSWER_VALUE and value[b, q, j, a] == worlds.values[b, a]:
+            acc[j] += game.incentives[REWARD_HELPFUL]
+
+
+@jit_inline
 def _mains(b, tt, game, worlds, progress, channels, actions, acc, out, obs):
     inc, decode, ask_to, ask_attr = game.incentives, game.decode, channels.ask_to, channels.ask_attr
     for i in range(game.na):
@@ -416,7 +432,7 @@ def _mains(b, tt, game, worlds, progress, channels, actions, acc, out, obs):
         act = _main_of(game.kinds[i], b, i, tt, actions, worlds, game)
         what, x, y = decode[act, 0], decode[act, 1], decode[act, 2]
         if what == DO_GUESS:
-            _guess(b, i, x, y, game, worlds, progress, acc, out, obs)
+            _guess(b, i, x, y, game, worlds, progress, channels, acc, out, obs)
         elif what == DO_ASK and x == i:
             acc[i] -= inc[COST_ASK_SELF]
             out.asked_self[b, i] += 1
@@ -440,6 +456,27 @@ def _show_question(b, i, j, a, flag, game, obs):
 
 
 @jit_inline
+def _prosocial(b, game, progress, acc, out):
+    """The prosocial term over the own rewards in acc; as reference.Episode.prosocial. Called
+    before _advance, so that done is as it was before the step."""
+    alpha, kinds = game.incentives[PROSOCIAL], game.kinds
+    learners = 0
+    for j in range(game.na):
+        if kinds[j] == LEARNER:
+            learners += 1
+    if learners < 2:
+        return
+    for i in range(game.na):
+        if kinds[i] != LEARNER or progress.done[b, i]:
+            continue
+        others = 0.0
+        for j in range(game.na):
+            if j != i and kinds[j] == LEARNER:
+                others += acc[j]
+        out.reward[b, i] = np.float32(acc[i] + alpha * (others / (learners - 1)))
+
+
+@jit_inline
 def _advance(b, game, progress, out, obs):
     won, done = progress.won, progress.done
     tt = progress.t[b] + 1
@@ -458,6 +495,7 @@ def _advance(b, game, progress, out, obs):
     for i in range(game.na):
         obs[b, i, last] = time
         obs[b, i, last + 1] = np.float32(done[b, i])
+        out.done[b, i] = done[b, i]
 
 
 @jit
@@ -488,10 +526,12 @@ def _step(game, worlds, progress, channels, scratch, obs, actions, out):
                 out.guesses[b, i, k] = 0
         _replies(b, tt, game, worlds, progress, channels, actions, acc, out, obs)
         _mains(b, tt, game, worlds, progress, channels, actions, acc, out, obs)
-        _advance(b, game, progress, out, obs)
         for i in range(game.na):
+            out.own_reward[b, i] = np.float32(acc[i])
             out.reward[b, i] = np.float32(acc[i])
-            out.done[b, i] = progress.done[b, i]
+        if game.incentives[PROSOCIAL] > 0:
+            _prosocial(b, game, progress, acc, out)
+        _advance(b, game, progress, out, obs)
 
 
 @jit

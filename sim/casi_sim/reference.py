@@ -1,7 +1,9 @@
 """The rules of CASI in plain Python: the documentation of the game.
 
 Read it top to bottom: the world (SPEC 2.2), the answers and the consistent lie (2.3), the
-scripted agents (2.6), one step of one episode (2.3), the observation (2.5), and last a batch
+scripted agents (2.6), one step of one episode (2.3, with the two incentive mechanisms beyond
+the original study: the helpful-answer reward and the prosocial term), the observation (2.5),
+and last a batch
 adapter with the API of :class:`casi_sim.BatchSim`, so that the numba kernel can be compared
 with these rules step for step. It is slow on purpose: every rule is written out once, in the
 order it applies. All randomness comes from :mod:`casi_sim.rng`.
@@ -160,6 +162,7 @@ class Info:
     unnecessary: list[int] = field(init=False)  # replies to agents that asked nothing
     guesses: list[list[int]] = field(init=False)  # guesses, by outcome
     won: list[bool] = field(init=False)  # won in this step
+    own_reward: list[float] = field(init=False)  # the step reward without the prosocial term
 
     def __post_init__(self) -> None:
         self.asked = [0] * self.na
@@ -168,6 +171,7 @@ class Info:
         self.unnecessary = [0] * self.na
         self.guesses = [[0] * N_GUESS_OUTCOMES for _ in range(self.na)]
         self.won = [False] * self.na
+        self.own_reward = [0.0] * self.na
 
 
 class Episode:
@@ -212,6 +216,8 @@ class Episode:
             if acting[i]:
                 self.act(i, main[i], questions, reward, info)
         self.question = questions
+        info.own_reward = reward
+        reward = self.prosocial(reward, acting)
         self.advance(info)
         return reward, info
 
@@ -277,6 +283,7 @@ class Episode:
             info.guesses[i][GUESS_SOLVED] += 1
         elif v == self.world.values[a]:
             reward[i] += inc.reward_correct
+            self.pay_helpful_answers(i, a, reward)
             info.guesses[i][GUESS_CORRECT] += 1
             self.solved[i].add(a)
             if self.solved[i] >= self.world.goal[i]:
@@ -285,6 +292,41 @@ class Episode:
         else:
             reward[i] -= inc.cost_incorrect_guess
             info.guesses[i][GUESS_INCORRECT] += 1
+
+    def pay_helpful_answers(self, q: int, a: int, reward: list[float]) -> None:
+        """``q`` has just guessed ``a`` right: every other agent not done, of any kind, whose
+        latest answer to ``q`` about ``a`` is ``Value(w[a])`` earns ``reward_helpful_answer``.
+
+        It is the answer delivered that counts, not the intention behind it, and an answer
+        delivered in this very step counts too (the replies came first). It is part of the
+        answerer's own step reward, so the prosocial term shares it. An agent is paid at most
+        once per questioner and attribute: an attribute is guessed right once.
+        """
+        truth = (ANSWER_VALUE, self.world.values[a])
+        for j in range(self.cfg.n_agents):
+            if j != q and not self.done[j] and self.answers.get((q, j, a)) == truth:
+                reward[j] += self.cfg.incentives.reward_helpful_answer
+
+    def prosocial(self, own: list[float], acting: list[bool]) -> list[float]:
+        """The prosocial term (Peysakhovich & Lerer 2018), once every reward is resolved.
+
+        Each learner that was not done before the step earns its own step reward plus
+        ``prosocial`` times the mean own step reward of the other learners (0 for one done
+        before the step, which still counts in the mean). Scripted agents neither get the term
+        nor enter the mean: they are part of the environment. With fewer than two learners
+        nothing changes.
+        """
+        alpha = self.cfg.incentives.prosocial
+        learners = [i for i, kind in enumerate(self.cfg.agents) if kind == "learner"]
+        reward = list(own)
+        if len(learners) < 2:
+            return reward
+        for i in learners:
+            if acting[i]:
+                others = [own[j] for j in learners if j != i]
+                mean = sum(others) / len(others)
+                reward[i] = own[i] + alpha * mean
+        return reward
 
     def advance(self, info: Info) -> None:
         """Step 3: the counter advances; winners are done, and everyone at ``T``."""
@@ -397,6 +439,7 @@ class ReferenceSim:
             "unnecessary": np.array([x.unnecessary for x in infos], dtype=np.int32),
             "guesses": np.array([x.guesses for x in infos], dtype=np.int32),
             "won": np.array([x.won for x in infos], dtype=bool),
+            "own_reward": np.array([x.own_reward for x in infos], dtype=np.float32),
         }
         done_now = np.array([ep.done for ep in self.episodes], dtype=bool)
         return self._observe(), np.array(rewards, dtype=np.float32), done_now, info_arrays

@@ -36,6 +36,7 @@ def test_defaults_and_derived_sizes():
         1,
     )
     assert (inc.reward_correct, inc.reward_win, inc.cost_unnecessary_reply) == (100, 200, 20)
+    assert (inc.reward_helpful_answer, inc.prosocial) == (0, 0)  # not in the original study
     assert cfg.n_agents == 2
     assert cfg.n_main_actions == 1 + 4 * 4 + 2 * 4 == 25
     assert cfg.obs_dim == 4 * 8 + 2 * 4 * 8 + 2 * 2 * 4 + 2 == 114
@@ -69,6 +70,19 @@ def test_defaults_and_derived_sizes():
         ({"incentives": {"reward_win": -1}}, "incentives.reward_win", "greater than or equal"),
         ({"incentives": {"cost_ask_question": "two"}}, "incentives.cost_ask_question", "number"),
         ({"incentives": {"reward_wins": 1}}, "incentives.reward_wins", "Extra inputs"),
+        ({"incentives": {"prosocial": -0.1}}, "incentives.prosocial", "greater than or equal"),
+        ({"incentives": {"prosocial": float("inf")}}, "incentives.prosocial", "finite number"),
+        ({"incentives": {"prosocial": float("nan")}}, "incentives.prosocial", "finite number"),
+        (
+            {"incentives": {"reward_helpful_answer": -5}},
+            "incentives.reward_helpful_answer",
+            "greater than or equal",
+        ),
+        (
+            {"incentives": {"reward_helpful_answer": float("inf")}},
+            "incentives.reward_helpful_answer",
+            "finite number",
+        ),
         ({"attrs": {**GOOD["attrs"], "colour": 1}}, "attrs.colour", "Extra inputs"),
         ({"seed": 3}, "seed", "Extra inputs"),
     ],
