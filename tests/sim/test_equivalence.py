@@ -33,6 +33,29 @@ CONFIGS = {
         attrs={"count": 4, "direct": 1, "goal": 1, "values": 5},
         incentives={"max_guesses_per_attr": 3},
     ),
+    "three_learners": GameConfig(
+        agents=["learner", "honest", "learner", "liar", "learner"],
+        max_steps=8,
+        attrs={"count": 6, "direct": 2, "goal": 2, "values": 3},
+        incentives={"max_guesses_per_attr": 2},
+    ),
+}
+
+
+def with_mechanisms(cfg: GameConfig, seed: int) -> GameConfig:
+    """``cfg`` with random nonzero ``prosocial`` and ``reward_helpful_answer``."""
+    gen = np.random.default_rng(seed)
+    incentives = {
+        **cfg.incentives.model_dump(),
+        "prosocial": float(gen.uniform(0.05, 1.5)),
+        "reward_helpful_answer": float(gen.uniform(0.5, 60.0)),
+    }
+    return GameConfig.model_validate({**cfg.model_dump(), "incentives": incentives})
+
+
+MECHANISMS = {
+    f"{name}+mechanisms": with_mechanisms(cfg, seed)
+    for seed, (name, cfg) in enumerate(CONFIGS.items())
 }
 
 
@@ -70,15 +93,25 @@ def assert_same(kernel_out, reference_out, where: str) -> None:
         assert np.array_equal(info_k[key], info_r[key]), f"{where}: info[{key}] differs"
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+def without_mechanisms(cfg: GameConfig) -> GameConfig:
+    incentives = {**cfg.incentives.model_dump(), "prosocial": 0, "reward_helpful_answer": 0}
+    return GameConfig.model_validate({**cfg.model_dump(), "incentives": incentives})
+
+
+@pytest.mark.parametrize("name", list(CONFIGS) + list(MECHANISMS))
 def test_kernel_equals_reference(name):
-    cfg = CONFIGS[name]
+    cfg = {**CONFIGS, **MECHANISMS}[name]
     batch = 32
     fast, slow = BatchSim(cfg, batch, seed=99), ReferenceSim(cfg, batch, seed=99)
+    # the same game without the mechanisms: they change rewards, never the course of play
+    plain = BatchSim(without_mechanisms(cfg), batch, seed=99)
+    learners = cfg.agents.count("learner")
+    shared = helped = 0
     gen = np.random.default_rng(len(name))
     steps = wins = 0
     for episode, seed in enumerate([None, None, 5, None, 5, None]):
         obs_k, obs_r = fast.reset(seed), slow.reset(seed)
+        plain.reset(seed)
         assert np.array_equal(obs_k, obs_r), f"reset {episode}"
         for t in range(cfg.max_steps):
             state = fast.state()
@@ -91,8 +124,19 @@ def test_kernel_equals_reference(name):
             assert_same(out_k, out_r, f"{name} episode {episode} step {t}")
             steps += batch
             wins += int(out_k[3]["won"].sum())
+            out_p = plain.step(main, intentions)
+            for x, y in zip((out_k[0], out_k[2]), (out_p[0], out_p[2]), strict=True):
+                assert np.array_equal(x, y), f"{name}: the mechanisms changed the play"
+            assert np.array_equal(out_p[1], out_p[3]["own_reward"])
+            shared += int((out_k[1] != out_k[3]["own_reward"]).sum())
+            helped += int((out_k[3]["own_reward"] != out_p[1]).sum())
         assert out_k[2].all()
     assert steps >= 1000 and wins > 20
+    if name not in MECHANISMS:
+        assert shared == helped == 0
+    else:
+        assert helped >= 5  # rare in random play (7 to 16 times here), but every time exact
+        assert shared >= 100 if learners >= 2 else shared == 0
 
 
 def test_updated_observations_equal_a_full_rewrite():
