@@ -83,6 +83,7 @@ def kernel_episode(sim: BatchSim, plan: list[tuple[np.ndarray, np.ndarray]]) -> 
         unnecessary=np.empty((b, na), np.int32),
         guesses=np.empty((b, na, len(GUESS_OUTCOMES)), np.int32),
         won=np.empty((b, na), np.bool_),
+        own_reward=np.empty((b, na), np.float32),
     )
     state = sim._state  # the game, the state and the scratch, as plain tuples
     steps = [kernel.plain(kernel.Actions(main, intentions), out) for main, intentions in plan]

@@ -1,6 +1,7 @@
 """Evaluation on fixed episodes, and its metrics per learning agent (names in :mod:`metrics`).
 
-``return`` is the mean extrinsic return in points; ``win_rate`` the share of episodes won;
+``return`` is the mean extrinsic return in points, the agent's own (without the share of the
+others' rewards that ``incentives.prosocial`` adds in training); ``win_rate`` the share of episodes won;
 ``steps_to_win`` the mean over winners of the (1-based) step of the win, None if none won;
 ``questions`` the questions asked of other agents per episode; ``answers_<intention>`` the
 replies given per episode, by intention; ``influence`` (with ``[eval] influence``) how much the
@@ -101,7 +102,7 @@ def evaluate(
             trajectory.append(_trajectory_step(t, main, intentions, done, fleet))
         obs_prev[:] = obs
         obs, reward, done, info = sim.step(main, intentions)
-        _add_step(tally, t, reward[:, slots], info, slots)
+        _add_step(tally, t, info["own_reward"][:, slots], info, slots)
         if trajectory:
             trajectory[-1]["rewards"] = reward[0].tolist()
     world = {}
