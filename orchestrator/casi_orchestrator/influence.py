@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from casi_proto.heads import head_slices, log_softmax
 from casi_sim import GameConfig
 from casi_sim.actions import ANSWER_KINDS, ANSWER_KNOWN, ANSWER_UNKNOWN, ANSWER_VALUE, CELL_FLAGS
 
 from casi_orchestrator.fleet import Fleet, Member
+from casi_orchestrator.sampling import head_probs
 
 
 class Layout(NamedTuple):
@@ -64,10 +64,6 @@ def swapped(obs_prev: np.ndarray, obs: np.ndarray, layout: Layout) -> tuple[np.n
     return rows[keep], cf[keep]
 
 
-def main_probs(logits: np.ndarray, head_sizes: list[int]) -> np.ndarray:
-    return np.exp(log_softmax(logits[:, head_slices(head_sizes)[0]]))
-
-
 class Influence:
     """Sums of the influence per learning agent over one evaluation."""
 
@@ -90,7 +86,7 @@ class Influence:
 
     def _add(self, k: int, member: Member, logits: np.ndarray, cf: np.ndarray) -> None:
         ((cf_logits, _),) = self.fleet.each(lambda m: m.net.predict(cf), [member])
-        p, q = main_probs(logits, self.head_sizes), main_probs(cf_logits, self.head_sizes)
+        p, q = head_probs(logits, self.head_sizes)[0], head_probs(cf_logits, self.head_sizes)[0]
         self.total[k] += 0.5 * np.abs(p - q).sum(axis=1).sum()
         self.count[k] += len(logits)
 
