@@ -123,6 +123,7 @@ class _Batch(NamedTuple):
     returns: torch.Tensor
     mask: torch.Tensor
     weights: np.ndarray  # acted steps per unit (episode or step), to skip empty minibatches
+    allowed: torch.Tensor | None  # bool, as obs, [..., sum(heads)]: Sequences.action_mask
 
 
 class TorchNet:
@@ -283,10 +284,17 @@ class TorchNet:
         model = self._ready()
         checked = check_sequences(batch, model.obs_dim, model.head_sizes)
         floats = {name: getattr(checked, name) for name in SEQUENCE_FLOATS}
-        return self._to_device(checked.obs, checked.actions, floats, model.recurrent)
+        return self._to_device(
+            checked.obs, checked.actions, floats, checked.action_mask, model.recurrent
+        )
 
     def _to_device(
-        self, obs: np.ndarray, actions: np.ndarray, floats: dict[str, np.ndarray], recurrent: bool
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        floats: dict[str, np.ndarray],
+        allowed: np.ndarray | None,
+        recurrent: bool,
     ) -> _Batch:
         mask = floats["mask"]
         if recurrent:
@@ -297,12 +305,15 @@ class TorchNet:
             actions = actions.reshape(-1, actions.shape[-1])[rows]
             floats = {k: v.reshape(-1)[rows] for k, v in floats.items()}
             weights = floats["mask"]
+            if allowed is not None:
+                allowed = allowed.reshape(-1, allowed.shape[-1])[rows]
         dev = self.device
         return _Batch(
             obs=_tensor(obs, dev),
             actions=_tensor(actions, dev),
             **{k: _tensor(v, dev) for k, v in floats.items()},
             weights=weights,
+            allowed=None if allowed is None else _tensor(allowed > 0, dev),
         )
 
     def _update(self, data: _Batch, step: int) -> dict[str, float]:
@@ -340,6 +351,9 @@ class TorchNet:
         def pick(x: torch.Tensor) -> torch.Tensor:
             return x[idx].reshape(-1)
 
+        if data.allowed is not None:  # the masked policy: no probability on masked actions
+            allowed = data.allowed[idx].reshape(logits.shape)
+            logits = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
         logp = joint_log_prob(logits, actions, model.head_sizes)
         entropy = joint_entropy(logits, model.head_sizes)
         logp_old, mask, returns = pick(data.logp_old), pick(data.mask), pick(data.returns)

@@ -23,6 +23,7 @@ class Sequences(NamedTuple):
     advantages: np.ndarray  # float32 [B, T]
     returns: np.ndarray  # float32 [B, T]
     mask: np.ndarray  # float32 [B, T]
+    action_mask: np.ndarray | None = None  # float32 [B, T, sum(heads)]; None: all allowed
 
 
 class Params(NamedTuple):

@@ -37,7 +37,8 @@ _TO_NUMPY: dict[net_pb2.DType, np.dtype] = {
 # numpy kind+size (byte order ignored) -> wire dtype.
 _TO_WIRE: dict[str, net_pb2.DType] = {f"{d.kind}{d.itemsize}": w for w, d in _TO_NUMPY.items()}
 
-SEQUENCE_FIELDS = Sequences._fields
+SEQUENCE_FIELDS = Sequences._fields[:-1]
+"""The fields every batch has (``action_mask`` is optional)."""
 
 
 def dtype_name(dtype: np.dtype | int) -> str:
@@ -147,6 +148,8 @@ def sequences_to_proto(step: int, batch: Sequences) -> net_pb2.Sequences:
     msg = net_pb2.Sequences(step=step)
     for name in SEQUENCE_FIELDS:
         fill_tensor(getattr(msg, name), getattr(batch, name), name)
+    if batch.action_mask is not None:
+        fill_tensor(msg.action_mask, batch.action_mask, "action_mask")
     return msg
 
 
@@ -159,7 +162,10 @@ def sequences_from_proto(msg: net_pb2.Sequences) -> tuple[int, Sequences]:
         name: from_tensor(getattr(msg, name), name, dtype=np.float32, shape=(b, t))
         for name in SEQUENCE_FIELDS[2:]
     }
-    return int(msg.step), Sequences(obs=obs, actions=actions, **rest)
+    allowed = None
+    if msg.HasField("action_mask"):
+        allowed = from_tensor(msg.action_mask, "action_mask", dtype=np.float32, shape=(b, t, None))
+    return int(msg.step), Sequences(obs=obs, actions=actions, **rest, action_mask=allowed)
 
 
 def _fill_map(target: Any, arrays: Mapping[str, np.ndarray], kind: str) -> None:

@@ -23,7 +23,7 @@ from casi_proto.errors import invalid, precondition
 from casi_proto.names import ACTIVATION_NAMES, LOSSES, N_INTENTIONS, OPTIMIZERS
 
 Shape = Sequence[int | str]
-SEQUENCE_FLOATS = Sequences._fields[2:]
+SEQUENCE_FLOATS = ("logp_old", "values_old", "advantages", "returns", "mask")
 
 # -- config messages ------------------------------------------------------------------------
 
@@ -150,12 +150,46 @@ def check_sequences(batch: Sequences, obs_dim: int, head_sizes: Sequence[int]) -
     for name in SEQUENCE_FLOATS:
         floats[name] = check_array(name, getattr(batch, name), np.float32, (b, t))
         check_finite(name, floats[name])
-    odd = (floats["mask"] != 0.0) & (floats["mask"] != 1.0)
+    check_zero_one("mask", floats["mask"])
+    allowed = batch.action_mask
+    if allowed is not None:
+        allowed = check_action_mask(allowed, actions, floats["mask"], head_sizes)
+    return Sequences(obs, actions, **floats, action_mask=allowed)
+
+
+def check_zero_one(field: str, x: np.ndarray) -> None:
+    odd = (x != 0.0) & (x != 1.0)
     if odd.any():
         where = [int(i) for i in np.argwhere(odd)[0]]
-        got = floats["mask"][tuple(where)]
-        raise invalid(f"mask: expected only 0 and 1, got {got} at index {where}")
-    return Sequences(obs, actions, **floats)
+        raise invalid(f"{field}: expected only 0 and 1, got {x[tuple(where)]} at index {where}")
+
+
+def check_action_mask(
+    allowed: Any, actions: np.ndarray, mask: np.ndarray, head_sizes: Sequence[int]
+) -> np.ndarray:
+    """Train's optional action mask: 0/1 float32 ``[B, T, sum(heads)]``; at every acted step
+    each head allows some action, and the sampled one."""
+    b, t = mask.shape
+    allowed = check_array("action_mask", allowed, np.float32, (b, t, int(sum(head_sizes))))
+    check_zero_one("action_mask", allowed)
+    acted = mask > 0
+    start = 0
+    for h, size in enumerate(head_sizes):
+        head = allowed[:, :, start : start + size]
+        empty = acted & (head.sum(axis=-1) == 0)
+        if empty.any():
+            i, j = (int(v) for v in np.argwhere(empty)[0])
+            raise invalid(f"action_mask: head {h} allows no action at acted step [{i}, {j}]")
+        taken = np.take_along_axis(head, actions[:, :, h : h + 1], axis=-1)[..., 0]
+        masked = acted & (taken == 0)
+        if masked.any():
+            i, j = (int(v) for v in np.argwhere(masked)[0])
+            raise invalid(
+                f"action_mask: the sampled action {actions[i, j, h]} of head {h} at [{i}, {j}] "
+                "is masked out"
+            )
+        start += size
+    return allowed
 
 
 # -- Params and steps -----------------------------------------------------------------------

@@ -161,12 +161,17 @@ def make_sequences(b: int = 2, t: int = 3, d: int = 4) -> Sequences:
 
 
 def test_sequences_round_trip() -> None:
-    seq = make_sequences()
-    step, back = codec.sequences_from_proto(codec.sequences_to_proto(17, seq))
-    assert step == 17
-    for name in Sequences._fields:
-        np.testing.assert_array_equal(getattr(back, name), getattr(seq, name))
-        assert getattr(back, name).dtype == getattr(seq, name).dtype
+    plain = make_sequences()
+    allowed = (np.random.default_rng(1).random((*plain.mask.shape, 7)) > 0.5).astype(np.float32)
+    for seq in (plain, plain._replace(action_mask=allowed)):
+        step, back = codec.sequences_from_proto(codec.sequences_to_proto(17, seq))
+        assert step == 17
+        for name in Sequences._fields:
+            np.testing.assert_array_equal(getattr(back, name), getattr(seq, name))
+            assert getattr(getattr(back, name), "dtype", None) == getattr(
+                getattr(seq, name), "dtype", None
+            )
+    assert codec.sequences_from_proto(codec.sequences_to_proto(1, plain))[1].action_mask is None
 
 
 def test_sequences_refuse_mismatched_fields() -> None:

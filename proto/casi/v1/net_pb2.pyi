@@ -171,7 +171,7 @@ class Predictions(_message.Message):
     def __init__(self, logits: _Optional[_Union[Tensor, _Mapping]] = ..., values: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class Sequences(_message.Message):
-    __slots__ = ("step", "obs", "actions", "logp_old", "values_old", "advantages", "returns", "mask")
+    __slots__ = ("step", "obs", "actions", "logp_old", "values_old", "advantages", "returns", "mask", "action_mask")
     STEP_FIELD_NUMBER: _ClassVar[int]
     OBS_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -180,6 +180,7 @@ class Sequences(_message.Message):
     ADVANTAGES_FIELD_NUMBER: _ClassVar[int]
     RETURNS_FIELD_NUMBER: _ClassVar[int]
     MASK_FIELD_NUMBER: _ClassVar[int]
+    ACTION_MASK_FIELD_NUMBER: _ClassVar[int]
     step: int
     obs: Tensor
     actions: Tensor
@@ -188,7 +189,8 @@ class Sequences(_message.Message):
     advantages: Tensor
     returns: Tensor
     mask: Tensor
-    def __init__(self, step: _Optional[int] = ..., obs: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., logp_old: _Optional[_Union[Tensor, _Mapping]] = ..., values_old: _Optional[_Union[Tensor, _Mapping]] = ..., advantages: _Optional[_Union[Tensor, _Mapping]] = ..., returns: _Optional[_Union[Tensor, _Mapping]] = ..., mask: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    action_mask: Tensor
+    def __init__(self, step: _Optional[int] = ..., obs: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., logp_old: _Optional[_Union[Tensor, _Mapping]] = ..., values_old: _Optional[_Union[Tensor, _Mapping]] = ..., advantages: _Optional[_Union[Tensor, _Mapping]] = ..., returns: _Optional[_Union[Tensor, _Mapping]] = ..., mask: _Optional[_Union[Tensor, _Mapping]] = ..., action_mask: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class Loss(_message.Message):
     __slots__ = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm")

@@ -13,6 +13,7 @@ from casi_proto.api import LOSS_FIELDS, Params, Sequences
 from casi_proto.client import NetClient
 from casi_proto.compliance.base import ContractBase, RawCall, assert_params_equal, expect_error
 from casi_proto.errors import FAILED_PRECONDITION, INVALID_ARGUMENT, NetError
+from casi_proto.heads import head_slices
 
 
 def _train(raw: RawCall, step: int, batch: Sequences) -> None:
@@ -72,6 +73,48 @@ class TrainContract(ContractBase):
         expect_error(INVALID_ARGUMENT, lambda: _train(raw, 1, bad), "actions")
         assert ready.get_params().version == 0
         ready.train(1, good)
+
+    def test_train_action_mask_gives_the_masked_policy(self, ready: NetClient) -> None:
+        """Only the sampled action allowed in every head: the masked policy has entropy 0."""
+        batch = self.make_sequences(ready)
+        allowed = np.zeros((*batch.mask.shape, sum(self.head_sizes)), np.float32)
+        for h, cols in enumerate(head_slices(self.head_sizes)):
+            np.put_along_axis(allowed[..., cols], batch.actions[..., h : h + 1], 1.0, axis=-1)
+        stats = ready.train(1, batch._replace(action_mask=allowed))
+        if self.trainable:
+            assert stats["entropy"] == pytest.approx(0.0, abs=1e-6), stats
+
+    def test_train_all_ones_action_mask_changes_nothing(self, ready: NetClient) -> None:
+        batch = self.make_sequences(ready)
+        before = ready.get_params()
+        plain = ready.train(1, batch)
+        after = ready.get_params()
+        ready.set_params(before)
+        ones = np.ones((*batch.mask.shape, sum(self.head_sizes)), np.float32)
+        masked = ready.train(1, batch._replace(action_mask=ones))
+        assert masked == pytest.approx(plain, rel=1e-5, abs=1e-6)
+        for name, x in ready.get_params().tensors.items():
+            np.testing.assert_allclose(x, after.tensors[name], rtol=1e-5, atol=1e-6)
+
+    def test_train_bad_action_mask(self, ready: NetClient, raw: RawCall) -> None:
+        good = self.make_sequences(ready)
+        b, t = good.mask.shape
+        width = sum(self.head_sizes)
+        taken_masked = np.ones((b, t, width), np.float32)
+        taken_masked[0, 0, good.actions[0, 0, 0]] = 0.0
+        empty_head = np.ones((b, t, width), np.float32)
+        empty_head[1, 2, : self.head_sizes[0]] = 0.0
+        cases = {
+            "shape": np.ones((b, t, width + 1), np.float32),
+            "dtype": np.ones((b, t, width), np.float64),
+            "not 0/1": np.full((b, t, width), 0.5, np.float32),
+            "sampled action masked": taken_masked,
+            "head allows nothing": empty_head,
+        }
+        for allowed in cases.values():
+            bad = good._replace(action_mask=allowed)
+            expect_error(INVALID_ARGUMENT, partial(_train, raw, 1, bad), "action_mask")
+        assert ready.get_params().version == 0
 
     def test_reset_optimizer(self, ready: NetClient, raw: RawCall) -> None:
         ready.train(1, self.make_sequences(ready))
