@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from casi_sim import kernel, rng
+from casi_sim import kernel, masks, rng
 from casi_sim._validate import as_actions, check_batch, check_seed
 from casi_sim.actions import (
     DO_ASK,
@@ -107,6 +107,17 @@ class BatchSim:
         out = (reward, done, *(info[k] for k in INFO_KEYS))
         kernel.step_kernel(*self._state, self._obs, (main, intentions), out)
         return self._obs.copy(), reward, done, info
+
+    def allowed_actions(self) -> tuple[np.ndarray, np.ndarray]:
+        """The actions that are not pointless now (:mod:`casi_sim.masks`): main bool
+        [B, na, A] and intentions bool [B, na, na, N_INTENTIONS], True where allowed."""
+        return masks.allowed_actions(
+            self._worlds,
+            self._progress,
+            self._channels,
+            self.cfg.attrs.values,
+            self.cfg.incentives.max_guesses_per_attr,
+        )
 
     def state(self) -> dict[str, np.ndarray]:
         """Copies of the episodes' state: values [B,C], direct/goal/solved bool [B,na,C],
