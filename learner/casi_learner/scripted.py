@@ -66,6 +66,7 @@ class ScriptedNet:
             implementation=f"casi-learner/scripted-{self.policy} {__version__}",
             device="cpu",
             n_params=0,
+            action_mask=True,
         )
 
     def _logit_row(self, heads: list[int]) -> np.ndarray:

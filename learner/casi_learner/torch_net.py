@@ -167,6 +167,7 @@ class TorchNet:
             implementation=_implementation(),
             device=self._device_name(),
             n_params=n_params,
+            action_mask=True,
         )
 
     def init_hidden(self, batch: int) -> None:

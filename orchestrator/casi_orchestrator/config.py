@@ -89,6 +89,9 @@ class AlgorithmCfg(Section):
     """Add an LSTM after the trunk."""
     reward_scale: float = Field(default=0.01, gt=0.0)
     """Game points are multiplied by this before entering the algorithm."""
+    mask_pointless: bool = False
+    """Sample (in rollouts and evaluations) only among the actions that are not pointless
+    (casi_sim.masks), and train that masked policy. An aid beyond the original study."""
 
     @field_validator("hidden_sizes")
     @classmethod

@@ -26,7 +26,7 @@ from casi_orchestrator.metrics import (
     WIN_RATE,
     answers_key,
 )
-from casi_orchestrator.rollout import act, init_hidden, joint_action
+from casi_orchestrator.rollout import act, allowed_rows, init_hidden, joint_action
 
 Metrics = dict[str, float | None]
 
@@ -80,8 +80,10 @@ def evaluate(
     recurrent: bool,
     rng: np.random.Generator | None = None,
     details: Details | None = None,
+    mask_pointless: bool = False,
 ) -> EvalResult:
-    """``sim.batch`` episodes from ``sim.reset(seed)``, greedy (``rng`` None) or sampled."""
+    """``sim.batch`` episodes from ``sim.reset(seed)``, greedy (``rng`` None) or sampled
+    (among the actions that are not pointless, with ``mask_pointless``)."""
     details = details or Details()
     members = fleet.members
     influence = Influence(fleet, sim.cfg, head_sizes) if details.influence else None
@@ -93,9 +95,10 @@ def evaluate(
     trajectory = []
     obs_prev = obs.copy()
     for t in range(sim.cfg.max_steps):
-        preds, actions, _ = act(fleet, obs, head_sizes, rng)
+        allowed = allowed_rows(sim, slots) if mask_pointless else None
+        preds, actions, _ = act(fleet, obs, head_sizes, rng, allowed)
         if influence is not None and t > 0:
-            influence.step(obs_prev, obs, [logits for logits, _ in preds], ~done)
+            influence.step(obs_prev, obs, [logits for logits, _ in preds], ~done, allowed)
         main, intentions = joint_action(slots, actions, sim.n_agents)
         _count_questions(tally.asked_to, main, done, slots, sim)
         if details.trajectory:

@@ -19,7 +19,7 @@ from casi_sim import GameConfig
 from casi_sim.actions import ANSWER_KINDS, ANSWER_KNOWN, ANSWER_UNKNOWN, ANSWER_VALUE, CELL_FLAGS
 
 from casi_orchestrator.fleet import Fleet, Member
-from casi_orchestrator.sampling import head_probs
+from casi_orchestrator.sampling import head_probs, masked
 
 
 class Layout(NamedTuple):
@@ -73,19 +73,30 @@ class Influence:
         self.count = np.zeros(len(fleet.members), np.int64)
 
     def step(
-        self, obs_prev: np.ndarray, obs: np.ndarray, logits: list[np.ndarray], acting: np.ndarray
+        self,
+        obs_prev: np.ndarray,
+        obs: np.ndarray,
+        logits: list[np.ndarray],
+        acting: np.ndarray,
+        allowed: list[np.ndarray] | None = None,
     ) -> None:
         """One step: observations [B, na, obs_dim] before and now, each member's logits on
-        ``obs``, and which (episode, slot) still act."""
+        ``obs``, which (episode, slot) still act, and the action masks the logits had (an
+        answer changes nothing a mask depends on, so the swapped ones get the same)."""
         for k, member in enumerate(self.fleet.members):
             rows, cf = swapped(obs_prev[:, member.slot], obs[:, member.slot], self.layout)
             live = acting[rows, member.slot]
             rows, cf = rows[live], cf[live]
             if len(rows):
-                self._add(k, member, logits[k][rows], cf)
+                ok = None if allowed is None else allowed[k][rows]
+                self._add(k, member, logits[k][rows], cf, ok)
 
-    def _add(self, k: int, member: Member, logits: np.ndarray, cf: np.ndarray) -> None:
+    def _add(
+        self, k: int, member: Member, logits: np.ndarray, cf: np.ndarray, ok: np.ndarray | None
+    ) -> None:
         ((cf_logits, _),) = self.fleet.each(lambda m: m.net.predict(cf), [member])
+        if ok is not None:
+            cf_logits = masked(cf_logits, ok)
         p, q = head_probs(logits, self.head_sizes)[0], head_probs(cf_logits, self.head_sizes)[0]
         self.total[k] += 0.5 * np.abs(p - q).sum(axis=1).sum()
         self.count[k] += len(logits)

@@ -20,6 +20,15 @@ BONUS = 6
 WORLD = 7
 
 
+MASKED = -1e9
+"""The logit of a masked action: its probability is 0 in float32 and float64 alike."""
+
+
+def masked(logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """``logits`` with :data:`MASKED` where ``allowed`` is False."""
+    return np.where(allowed, logits, np.float32(MASKED)).astype(logits.dtype, copy=False)
+
+
 def derive_seed(*keys: int) -> int:
     """A 63-bit seed that depends on every key (numpy SeedSequence)."""
     words = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint32)

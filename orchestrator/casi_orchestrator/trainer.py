@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from casi.v1 import net_pb2
-from casi_proto.errors import NetError
+from casi_proto.errors import FAILED_PRECONDITION, NetError
 from casi_sim import BatchSim
 
 from casi_orchestrator import sampling, wire
@@ -194,8 +194,11 @@ class Trainer:
                 probs = ActionProbs([m.slot for m in self.fleet.members], self.head_sizes)
             rng = sampling.rng_for(self.cfg.seed, self.trial, sampling.ROLLOUT_ACTIONS, it)
             seed = self._seed(sampling.ROLLOUT_SIM, it)
-            recurrent = self.cfg.algorithm.recurrent
-            roll = collect(self.fleet, self.sim, seed, rng, self.head_sizes, recurrent, probs)
+            alg = self.cfg.algorithm
+            roll = collect(
+                self.fleet, self.sim, seed, rng, self.head_sizes, alg.recurrent, probs,
+                alg.mask_pointless,
+            )  # fmt: skip
             return roll, probs
 
         return self.fleet.recovering(phase)
@@ -224,6 +227,7 @@ class Trainer:
             return evaluate(
                 self.fleet, self.eval_sim, self._seed(sampling.EVAL_SIM), self.head_sizes,
                 self.cfg.algorithm.recurrent, rng, Details(log.trajectories, log.attrs, influence),
+                self.cfg.algorithm.mask_pointless,
             )  # fmt: skip
 
         return self.fleet.recovering(phase)
@@ -256,6 +260,8 @@ class Trainer:
     def start(self, resume: bool) -> bool:
         """Inits every learner; on resume restores the checkpoint. False: a fresh start."""
         replies = self.fleet.each(lambda m: m.net.init(self.net_cfg(m)))
+        if self.cfg.algorithm.mask_pointless:
+            _check_masking(self.fleet.members, replies)
         path = self.checkpoints.path
         if resume and find_checkpoint(path) is not None:
             self._resume()
@@ -310,6 +316,18 @@ class Trainer:
 
     def _seed(self, purpose: int, *more: int) -> int:
         return sampling.derive_seed(self.cfg.seed, self.trial, purpose, *more)
+
+
+def _check_masking(members: list[Member], replies: list[net_pb2.InitReply]) -> None:
+    for m, reply in zip(members, replies, strict=True):
+        if not reply.action_mask:
+            raise NetError(
+                FAILED_PRECONDITION,
+                f"learner {m.name} ({reply.implementation or 'unnamed'}) does not say that its "
+                "Train honours Sequences.action_mask (InitReply.action_mask is false); "
+                "[algorithm] mask_pointless = true needs it: update the learner or turn the "
+                "mask off",
+            )
 
 
 def _fetch_params(member: Member) -> None:

@@ -32,6 +32,7 @@ def training_batch(
     batch = Sequences(
         obs=roll.obs[k], actions=roll.actions[k], logp_old=roll.logp[k],
         values_old=roll.values[k], advantages=adv, returns=ret, mask=roll.mask[k],
+        action_mask=None if roll.allowed is None else roll.allowed[k].astype(np.float32),
     )  # fmt: skip
     return batch, mean
 

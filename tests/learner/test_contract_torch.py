@@ -43,3 +43,12 @@ class TestTorchNetOverTlsWithAToken(NetContract):
         with serving(TorchNet("cpu", threads=1), token=TOKEN, **tls) as address:
             creds = channel_credentials(root_cert=certs / "ca.pem")
             yield Endpoint(address, credentials=creds, token=TOKEN)
+
+
+def test_both_learners_claim_the_action_mask() -> None:
+    # the masking tests of the suite skip on a server that does not claim it: these must not
+    from casi_learner.scripted import ScriptedNet
+
+    cfg = NetContract().make_cfg()
+    assert TorchNet("cpu", threads=1).init(cfg).action_mask
+    assert ScriptedNet("honest").init(cfg).action_mask

@@ -100,7 +100,7 @@ def test_training_batch_scales_only_the_bonus() -> None:
     from casi_orchestrator.rollout import RolloutBuffer
     from casi_orchestrator.update import training_batch
 
-    roll = RolloutBuffer.zeros(1, 2, 3, 4, 2)
+    roll = RolloutBuffer.zeros(1, 2, 3, 4, [3, 2], masked=False)
     roll.mask[:] = 1.0
     roll.rewards[0, :, 2] = 100.0
     roll.obs[0] = np.arange(24, dtype=np.float32).reshape(2, 3, 4)

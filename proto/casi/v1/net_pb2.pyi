@@ -139,16 +139,18 @@ class NetCfg(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., obs_dim: _Optional[int] = ..., head_sizes: _Optional[_Iterable[int]] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., recurrent: _Optional[bool] = ..., seed: _Optional[int] = ..., loss: _Optional[_Union[LossKind, str]] = ..., optim: _Optional[_Union[OptimCfg, _Mapping]] = ..., clip: _Optional[float] = ..., value_coef: _Optional[float] = ..., entropy_coef: _Optional[float] = ..., epochs: _Optional[int] = ..., minibatches: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., clip_value: _Optional[bool] = ..., activation: _Optional[_Union[Activation, str]] = ...) -> None: ...
 
 class InitReply(_message.Message):
-    __slots__ = ("protocol_version", "implementation", "device", "n_params")
+    __slots__ = ("protocol_version", "implementation", "device", "n_params", "action_mask")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     IMPLEMENTATION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     N_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_MASK_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     implementation: str
     device: str
     n_params: int
-    def __init__(self, protocol_version: _Optional[int] = ..., implementation: _Optional[str] = ..., device: _Optional[str] = ..., n_params: _Optional[int] = ...) -> None: ...
+    action_mask: bool
+    def __init__(self, protocol_version: _Optional[int] = ..., implementation: _Optional[str] = ..., device: _Optional[str] = ..., n_params: _Optional[int] = ..., action_mask: _Optional[bool] = ...) -> None: ...
 
 class HiddenCfg(_message.Message):
     __slots__ = ("batch",)
