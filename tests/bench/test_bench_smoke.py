@@ -75,6 +75,13 @@ CASES: dict[str, tuple[list[str], str, list[str], set[str]]] = {
         ["learners: 8 agents", "batch: exp5_big_honest", "agent-steps/s", "lrn MB"],
         {"machine", "unit", "config", "iterations", "warmup", "learners", "batches"},
     ),
+    "worlds": (
+        ["--worlds", "exp2 world", "--iterations", "10", "--target", "0.01"]
+        + ["--settings", "masked:algorithm.mask_pointless=true"],
+        "worlds-masked.json",
+        ["exp2 world", "4/2/1/4", "agent-steps"],
+        {"machine", "config", "settings", "target_win_rate", "iterations_cap", "runs", "median"},
+    ),
 }
 # learn.py also compares a variant, so that its --variant path runs too
 CASES["learn"][0].extend(["--variant", "small:algorithm.batch=16"])
@@ -108,7 +115,7 @@ def test_the_benchmark_runs_and_writes_its_results(name: str, tmp_path: Path) ->
     for line in table:
         assert line in proc.stdout, f"{line!r} not in the output of {name}.py:\n{proc.stdout}"
     assert f"wrote {results / result}" in proc.stdout
-    assert [p.name for p in results.iterdir()] == [result]
+    assert [p.name for p in results.glob("*.json")] == [result]
     report = json.loads((results / result).read_text(), parse_constant=_not_json)
     assert set(report) == keys
     assert report["machine"]["cores"] == os.cpu_count()
