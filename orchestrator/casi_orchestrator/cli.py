@@ -5,6 +5,7 @@
                     [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]
     casi plot RUN... [--ewma A] [--metric M] [--out FILE]
     casi summary RUN... [--target R]
+    casi sweep RUN... --key DOTTED.KEY [--last N] [--out FILE]
 
 Exit status: 0 done, 1 a learner or checkpoint problem, 2 a bad config or command line,
 130 / 143 stopped by SIGINT / SIGTERM (after checkpointing the last completed iteration).
@@ -90,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     summary = sub.add_parser("summary", help="a Markdown table of the results of runs")
     summary.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<experiment>)")
     summary.add_argument("--target", type=float, default=0.9, help="win rate to reach (0.9)")
+    sweep = sub.add_parser("sweep", help="the end of runs against one config value, as Markdown")
+    sweep.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<experiment>)")
+    sweep.add_argument("--key", required=True, help="dotted config key, e.g. incentives.prosocial")
+    sweep.add_argument("--last", type=int, default=5, help="evaluations averaged at the end (5)")
+    sweep.add_argument("--out", type=Path, help="also plot win, truthfulness and influence here")
     return p
 
 
@@ -100,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return plot_command(args)
     if args.command == "summary":
         return summary_command(args)
+    if args.command == "sweep":
+        return sweep_command(args)
     return run_command(args)
 
 
@@ -184,3 +192,20 @@ def run_command(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    from casi_orchestrator import sweep
+
+    if args.last < 1:
+        _error(f"--last must be >= 1, got {args.last}")
+        return EXIT_USAGE
+    try:
+        points = sweep.sweep_points(list(args.runs), args.key, args.last)
+        print(sweep.markdown(points, args.key))
+        if args.out:
+            print(f"wrote {sweep.plot(points, args.key, args.out)}")
+    except (OSError, ValueError) as exc:
+        _error(str(exc))
+        return EXIT_ERROR
+    return 0
