@@ -68,6 +68,13 @@ CASES: dict[str, tuple[list[str], str, list[str], set[str]]] = {
         ["exp5_big_honest through gRPC", "shipped", "median"],
         {"machine", "config", "target_win_rate", "variants", "runs", "median", "targets"},
     ),
+    "learn:exp7": (  # two learning agents: the target is met when both meet it
+        ["--config", "experiments/exp7_prosocial.toml", "--seeds", "0", "--target", "0.01"]
+        + ["--iterations", "2"],
+        "learn-exp7_prosocial.json",
+        ["exp7_prosocial through gRPC", "shipped", "median"],
+        {"machine", "config", "target_win_rate", "variants", "runs", "median", "targets"},
+    ),
     "scale": (
         ["--learners", "1", "2", "--batches", "16", "--batch", "16"]
         + ["--iterations", "1", "--warmup", "1"],
