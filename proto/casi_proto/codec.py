@@ -7,6 +7,10 @@ is zero-copy (``np.frombuffer`` over the message's bytes), so decoded arrays are
 read-only; copy them before writing into them. Every decoding error is a
 :class:`~casi_proto.errors.NetError` ``INVALID_ARGUMENT`` that names the field,
 what was expected and what was received.
+
+Limits of every ``Tensor``, checked on the claimed shape before anything is allocated: at
+most :data:`MAX_DIMS` dimensions, and at most :data:`MAX_ELEMENTS` elements (empty
+dimensions counted as 1, so that ``[0, 2**62]`` is refused too).
 """
 
 from __future__ import annotations
@@ -36,6 +40,12 @@ _TO_NUMPY: dict[net_pb2.DType, np.dtype] = {
 }
 # numpy kind+size (byte order ignored) -> wire dtype.
 _TO_WIRE: dict[str, net_pb2.DType] = {f"{d.kind}{d.itemsize}": w for w, d in _TO_NUMPY.items()}
+
+MAX_DIMS = 8
+"""The most dimensions a Tensor may have (numpy's own limit is 64; the contract needs 3)."""
+MAX_ELEMENTS = 2**31
+"""The most elements a Tensor may claim, empty dimensions counted as 1 (a protobuf message
+carries less than 2 GiB)."""
 
 SEQUENCE_FIELDS = Sequences._fields[:-1]
 """The fields every batch has (``action_mask`` is optional)."""
@@ -67,6 +77,8 @@ def fill_tensor(t: net_pb2.Tensor, arr: npt.ArrayLike, field: str = "tensor") ->
     """Encode an array (any layout, any byte order) into the ``casi.v1.Tensor`` ``t``, in place."""
     a = np.asarray(arr)
     wire = wire_dtype(a.dtype, field)
+    if a.ndim > MAX_DIMS:
+        raise invalid(f"{field}: expected at most {MAX_DIMS} dimensions, got {a.ndim}")
     little = a.astype(_TO_NUMPY[wire], copy=False)
     t.dtype = wire
     t.shape[:] = a.shape
@@ -93,13 +105,18 @@ def from_tensor(
     ``dtype``, ``ndim`` and ``shape`` (``None`` entries match any size) are
     checked when given, as are the byte length and ``max_bytes``.
     """
-    got = tuple(int(n) for n in t.shape)
     if t.dtype == net_pb2.DTYPE_UNSPECIFIED:
         want = "a tensor" if dtype is None else dtype_name(np.dtype(dtype))
         raise invalid(f"{field}: expected {want}, got a missing tensor or DTYPE_UNSPECIFIED")
     if t.dtype not in _TO_NUMPY:
         raise invalid(f"{field}: dtype {t.dtype} is not a casi.v1.DType")
     np_dtype = _TO_NUMPY[t.dtype]
+    if len(t.shape) > MAX_DIMS:  # before the shape is read: it may list millions of sizes
+        raise invalid(
+            f"{field}: expected at most {MAX_DIMS} dimensions, "
+            f"got {dtype_name(np_dtype)} with {len(t.shape)}"
+        )
+    got = tuple(int(n) for n in t.shape)
     received = f"{dtype_name(np_dtype)} {_shape_text(got)}"
     if dtype is not None and np_dtype != np.dtype(dtype).newbyteorder("<"):
         raise invalid(f"{field}: expected dtype {dtype_name(np.dtype(dtype))}, got {received}")
@@ -114,6 +131,11 @@ def from_tensor(
     needed = math.prod(got) * np_dtype.itemsize
     if len(t.data) != needed:
         raise invalid(f"{field}: {len(t.data)} bytes for {received} needs {needed}")
+    if math.prod(max(n, 1) for n in got) > MAX_ELEMENTS:
+        raise invalid(
+            f"{field}: expected at most {MAX_ELEMENTS} elements (empty dimensions counted as 1), "
+            f"got {received}"
+        )
     if max_bytes is not None and needed > max_bytes:
         raise invalid(f"{field}: {received} is {needed} bytes, more than the limit {max_bytes}")
     if np_dtype.kind == "b" and needed and np.frombuffer(t.data, np.uint8).max() > 1:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+import tracemalloc
+
 import numpy as np
 import pytest
 from casi.v1 import net_pb2
@@ -225,3 +228,52 @@ def test_messages_are_filled_in_place_with_the_same_bytes_as_a_built_tensor() ->
     # filling a tensor again replaces its shape and bytes
     t = codec.fill_tensor(net_pb2.Tensor(), np.zeros((2, 3, 4), np.int64))
     assert codec.fill_tensor(t, obs) == codec.to_tensor(obs)
+
+
+def _shape_only(n_dims: int) -> net_pb2.Tensor:
+    """A float32 Tensor whose shape lists ``n_dims`` ones, parsed from its wire bytes."""
+    packed = b"\x01" * n_dims
+    length = bytearray()
+    n = len(packed)
+    while True:
+        length.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            break
+    wire = b"\x08\x01" + b"\x12" + bytes(length) + packed + b"\x1a\x04abcd"
+    return net_pb2.Tensor.FromString(wire)
+
+
+@pytest.mark.parametrize("n_dims", [codec.MAX_DIMS + 1, 65])
+def test_too_many_dimensions_refused_by_the_limit(n_dims: int) -> None:
+    t = _shape_only(n_dims)
+    assert len(t.shape) == n_dims and t.data == b"abcd"
+    msg = invalid(lambda: codec.from_tensor(t, "obs"))
+    assert msg == f"obs: expected at most {codec.MAX_DIMS} dimensions, got float32 with {n_dims}"
+    if n_dims <= 64:  # numpy's own limit
+        too_many = np.zeros([1] * n_dims, np.float32)
+        invalid(lambda: codec.to_tensor(too_many, "obs"), "obs", "at most")
+    assert codec.from_tensor(_shape_only(codec.MAX_DIMS), "obs").shape == (1,) * codec.MAX_DIMS
+
+
+def test_millions_of_dimensions_refused_quickly_without_allocating() -> None:
+    request = net_pb2.Observations(obs=_shape_only(5_000_000))
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        invalid(lambda: codec.observations_from_proto(request), "obs", "at most 8 dimensions")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 0.5
+    assert peak < 100_000, f"{peak} bytes allocated to refuse a shape"
+
+
+@pytest.mark.parametrize(
+    "shape", [[0, 2**62], [2**31 + 1, 0], [0, 2**20, 2**20, 2**20], [2**63 - 1, 0, 3]]
+)
+def test_empty_tensor_claiming_too_many_elements_refused(shape: list[int]) -> None:
+    t = net_pb2.Tensor(dtype=net_pb2.DTYPE_FLOAT32, shape=shape, data=b"")
+    invalid(lambda: codec.from_tensor(t, "obs"), "obs: expected at most 2147483648 elements")
+    ok = net_pb2.Tensor(dtype=net_pb2.DTYPE_FLOAT32, shape=[0, 2**31], data=b"")
+    assert codec.from_tensor(ok, "obs").shape == (0, 2**31)

@@ -1,0 +1,56 @@
+"""Requests that claim more than they carry, or more than the documented limits, against real
+learners over gRPC: INVALID_ARGUMENT naming the field and the limit, never INTERNAL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from casi.v1 import net_pb2
+from casi_learner.scripted import ScriptedNet
+from casi_learner.server import serving
+from casi_proto.compliance import NetContract
+from casi_proto.compliance.base import call_raw, expect_error
+from casi_proto.errors import INVALID_ARGUMENT
+
+pytest.importorskip("torch")
+from casi_learner.torch_net import TorchNet  # noqa: E402
+
+CONTRACT = NetContract()
+
+
+@pytest.fixture(scope="module", params=["torch", "scripted"])
+def server(request: pytest.FixtureRequest) -> Iterator[grpc.Channel]:
+    net = TorchNet("cpu", threads=1) if request.param == "torch" else ScriptedNet("honest")
+    with serving(net) as address, grpc.insecure_channel(address) as channel:
+        yield channel
+
+
+@pytest.fixture
+def channel(server: grpc.Channel) -> grpc.Channel:
+    call_raw(server, "Init", CONTRACT.make_cfg())
+    return server
+
+
+def _obs(shape: list[int], data: bytes = b"") -> net_pb2.Observations:
+    return net_pb2.Observations(
+        obs=net_pb2.Tensor(dtype=net_pb2.DTYPE_FLOAT32, shape=shape, data=data)
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "words"),
+    [
+        ([0, 2**62], "at most 2147483648 elements"),
+        ([2**62, 10], "0 bytes for float32"),
+        ([1] * 65, "at most 8 dimensions"),
+        ([1] * 9, "at most 8 dimensions"),
+    ],
+)
+def test_predict_shape_lies_are_invalid_argument(
+    channel: grpc.Channel, shape: list[int], words: str
+) -> None:
+    expect_error(INVALID_ARGUMENT, lambda: call_raw(channel, "Predict", _obs(shape)), "obs", words)
+    # and the learner still answers
+    assert call_raw(channel, "Predict", _obs([2, 10], bytes(80))).values.shape == [2]
