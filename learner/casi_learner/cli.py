@@ -3,6 +3,8 @@
 Prints exactly one line on stdout once bound:
 ``casi-learner ready on HOST:PORT policy=NAME device=DEV``. Everything else goes
 to stderr. SIGTERM/SIGINT: health NOT_SERVING, the call in flight finishes, exit 0.
+The signal handler only writes a byte to a pipe (it takes no lock, so a second signal
+arriving inside it cannot deadlock); signals that come after the first are ignored.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from types import FrameType
 
 from casi_proto.api import Net
@@ -124,17 +125,39 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"casi-learner: {exc}", file=sys.stderr)
         return 1
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    wake = stop_pipe()
     address = host_port(args.host, port)
     print(f"casi-learner ready on {address} policy={args.policy} device={device}", flush=True)
-    while not stop.wait(1.0):
-        pass
+    wait_for_stop(wake)
     logging.info("shutting down: health NOT_SERVING, letting calls in flight finish")
     shutdown(server, health, args.grace)
     return 0
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def stop_pipe() -> tuple[int, int]:
+    """A pipe ``(read, write)`` that SIGTERM and SIGINT write a byte to."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        try:  # nothing here may take a lock: another signal can interrupt this function
+            os.write(write, b"s")
+        except OSError:
+            pass  # the pipe is full: the main thread is already woken
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, on_signal)
+    return read, write
+
+
+def wait_for_stop(pipe: tuple[int, int]) -> bytes:
+    """Blocks until something writes to ``pipe``; from then on stop signals are ignored."""
+    reason = b""
+    while not reason:
+        reason = os.read(pipe[0], 1)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    return reason
