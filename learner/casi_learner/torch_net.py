@@ -50,6 +50,9 @@ from casi_learner.device import resolve_device
 from casi_learner.model import ActorCritic, Hidden, joint_entropy, joint_log_prob
 
 MAX_PARAMS = 1 << 30
+MAX_ROW_BYTES = 1 << 30
+"""The most memory one Predict's activations, or the hidden state of InitHidden, may take:
+rows x the widest layer x 8 bytes (two float32 per unit: activation and hidden, or h and c)."""
 
 
 def _implementation() -> str:
@@ -173,7 +176,8 @@ class TorchNet:
     def init_hidden(self, batch: int) -> None:
         with self._lock:
             model = self._ready()
-            self._hidden_batch = check_hidden_batch(batch)
+            rows = _check_row_bytes("HiddenCfg.batch", check_hidden_batch(batch), model)
+            self._hidden_batch = rows
             if model.recurrent:
                 self._hidden = model.zero_hidden(self._hidden_batch, self.device)
 
@@ -187,6 +191,7 @@ class TorchNet:
                     raise precondition("recurrent model: call InitHidden(batch) before Predict")
                 rows = self._hidden_batch
             check_obs(obs, model.obs_dim, rows)
+            _check_row_bytes("obs", obs.shape[0], model)
             with torch.inference_mode():
                 logits, values, hidden = model.step(_tensor(obs, self.device), self._hidden)
             if model.recurrent:
@@ -408,6 +413,19 @@ class TorchNet:
             slots = optimizer_slots(self._optim_cfg)
             out[index] = {slot: checked[f"state.{name}.{slot}"] for slot in slots}
         return out
+
+
+def _check_row_bytes(field: str, rows: int, model: ActorCritic) -> int:
+    """``rows`` if their activations fit MAX_ROW_BYTES for this model, else INVALID_ARGUMENT."""
+    linears = (m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    widest = max(model.obs_dim, *(m.out_features for m in linears))
+    need = rows * widest * 8
+    if need > MAX_ROW_BYTES:
+        raise invalid(
+            f"{field}: {rows} rows of a model {widest} wide need {need} bytes, more than the "
+            f"limit {MAX_ROW_BYTES} (at most {MAX_ROW_BYTES // (widest * 8)} rows for this model)"
+        )
+    return rows
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

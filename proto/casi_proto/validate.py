@@ -24,6 +24,9 @@ from casi_proto.names import ACTIVATION_NAMES, LOSSES, N_INTENTIONS, OPTIMIZERS
 
 Shape = Sequence[int | str]
 SEQUENCE_FLOATS = ("logp_old", "values_old", "advantages", "returns", "mask")
+MAX_ROWS = 1_000_000
+"""The most rows a Predict, and the batch an InitHidden, may have (parallel episodes x agents
+of one learner; the experiments use a few thousand)."""
 
 # -- config messages ------------------------------------------------------------------------
 
@@ -85,9 +88,11 @@ def _positive(name: str, value: float) -> None:
 
 
 def check_hidden_batch(batch: int) -> int:
-    """HiddenCfg.batch, which must be >= 1."""
+    """HiddenCfg.batch, which must be in 1..MAX_ROWS."""
     if int(batch) < 1:
         raise invalid(f"HiddenCfg.batch: expected >= 1, got {batch}")
+    if int(batch) > MAX_ROWS:
+        raise invalid(f"HiddenCfg.batch: expected at most {MAX_ROWS} (the row limit), got {batch}")
     return int(batch)
 
 
@@ -126,8 +131,10 @@ def check_finite(field: str, x: np.ndarray) -> None:
 
 
 def check_obs(obs: Any, obs_dim: int, rows: int | str = "B") -> np.ndarray:
-    """Predict's observations: finite float32 ``[rows, obs_dim]``."""
+    """Predict's observations: finite float32 ``[rows, obs_dim]``, at most MAX_ROWS rows."""
     obs = check_array("obs", obs, np.float32, (rows, obs_dim))
+    if obs.shape[0] > MAX_ROWS:
+        raise invalid(f"obs: expected at most {MAX_ROWS} rows (the row limit), got {obs.shape[0]}")
     check_finite("obs", obs)
     return obs
 

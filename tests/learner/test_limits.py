@@ -13,6 +13,7 @@ from casi_learner.server import serving
 from casi_proto.compliance import NetContract
 from casi_proto.compliance.base import call_raw, expect_error
 from casi_proto.errors import INVALID_ARGUMENT
+from casi_proto.validate import MAX_ROWS
 
 pytest.importorskip("torch")
 from casi_learner.torch_net import TorchNet  # noqa: E402
@@ -54,3 +55,16 @@ def test_predict_shape_lies_are_invalid_argument(
     expect_error(INVALID_ARGUMENT, lambda: call_raw(channel, "Predict", _obs(shape)), "obs", words)
     # and the learner still answers
     assert call_raw(channel, "Predict", _obs([2, 10], bytes(80))).values.shape == [2]
+
+
+def test_huge_init_hidden_is_invalid_argument_naming_the_limit(server: grpc.Channel) -> None:
+    call_raw(server, "Init", CONTRACT.make_cfg(recurrent=True))
+    huge = net_pb2.HiddenCfg(batch=20_000_000)
+    expect_error(
+        INVALID_ARGUMENT,
+        lambda: call_raw(server, "InitHidden", huge),
+        "HiddenCfg.batch",
+        f"at most {MAX_ROWS}",
+    )
+    call_raw(server, "InitHidden", net_pb2.HiddenCfg(batch=2))
+    assert call_raw(server, "Predict", _obs([2, 10], bytes(80))).values.shape == [2]

@@ -740,3 +740,33 @@ def test_ppo_learns_a_contextual_bandit(wanted: str) -> None:
     prob = _prob_of(net, eval_bits, target)
     assert (prob > 0.5).mean() > 0.95  # greedy accuracy
     assert prob.mean() > 0.95
+
+
+def test_huge_init_hidden_is_refused_quickly_and_keeps_the_state() -> None:
+    import time
+
+    net = make_net(recurrent=True)
+    net.init_hidden(3)
+    obs = np.ones((3, 4), np.float32)
+    started = time.perf_counter()
+    expect_error(
+        "INVALID_ARGUMENT", lambda: net.init_hidden(20_000_000), "HiddenCfg.batch", "at most"
+    )
+    assert time.perf_counter() - started < 1.0
+    assert net.predict(obs)[0].shape == (3, sum(HEADS))  # the batch of 3 still holds
+
+
+def test_rows_are_capped_by_the_activation_memory_of_a_wide_model() -> None:
+    from casi_learner.torch_net import MAX_ROW_BYTES
+
+    net = make_net(hidden_sizes=[65536])
+    limit = MAX_ROW_BYTES // (65536 * 8)
+    assert net.predict(np.ones((2, 4), np.float32))[0].shape == (2, sum(HEADS))
+    err = expect_error(
+        "INVALID_ARGUMENT",
+        lambda: net.predict(np.ones((limit + 1, 4), np.float32)),
+        f"obs: {limit + 1} rows of a model 65536 wide",
+        f"at most {limit} rows",
+    )
+    assert str(MAX_ROW_BYTES) in err.message
+    expect_error("INVALID_ARGUMENT", lambda: net.init_hidden(limit + 1), "HiddenCfg.batch")

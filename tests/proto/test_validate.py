@@ -116,3 +116,16 @@ def test_train_steps() -> None:
     assert "got step 2" in older
     unknown = message("FAILED_PRECONDITION", lambda: is_repeat(3, 3, False))
     assert "got step 3" in unknown and "loss is not known" in unknown
+
+
+def test_rows_are_capped_by_the_documented_limit() -> None:
+    from casi_proto.validate import MAX_ROWS
+
+    assert check_hidden_batch(MAX_ROWS) == MAX_ROWS
+    assert invalid(lambda: check_hidden_batch(20_000_000)) == (
+        f"HiddenCfg.batch: expected at most {MAX_ROWS} (the row limit), got 20000000"
+    )
+    assert check_obs(np.zeros((MAX_ROWS, 1), np.float32), 1).shape == (MAX_ROWS, 1)
+    assert invalid(lambda: check_obs(np.zeros((MAX_ROWS + 1, 1), np.float32), 1)) == (
+        f"obs: expected at most {MAX_ROWS} rows (the row limit), got {MAX_ROWS + 1}"
+    )
