@@ -4,6 +4,18 @@ The game keys of the simulator (``max_steps``, ``init``, ``end_on_first_win``, `
 ``[incentives]``) sit at the top level beside ``seed`` and ``agents``; everything about
 learning lives in sections. :func:`load_config` reports every mistake at once, one line each:
 ``file: dotted.key: what was expected (got ...)``.
+
+Limits checked at load, before anything is allocated (SPEC 8; the README's failure table):
+
+- the file: at most :data:`MAX_FILE_BYTES`, UTF-8 TOML;
+- every float: finite (``nan`` and ``inf`` are refused, naming the key);
+- ``name``: at most :data:`MAX_NAME_BYTES` bytes, no ``/``, ``\\``, control characters, no
+  leading ``.`` (so never ``..``): the run folder ``--out/<name>`` stays inside ``--out``;
+- memory: :func:`memory_estimate` (rollouts, evaluation, models) must fit in
+  :data:`DEFAULT_MEMORY_GB` GiB, or the ``CASI_MEMORY_GB`` environment variable;
+- scale: ``max_steps x (reward_scale x the sum of the incentives x (1 + prosocial) +
+  bonus.beta)``, the largest scaled return of an episode, at most :data:`MAX_RETURN` (its
+  square, in the value loss, stays far inside float32).
 """
 
 from __future__ import annotations
@@ -11,6 +23,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
+import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +42,13 @@ from pydantic import (
 
 GAME_KEYS = ("max_steps", "init", "end_on_first_win", "attrs", "incentives")
 DEFAULT_TOKEN_ENV = "CASI_TOKEN"
+MAX_FILE_BYTES = 1 << 20
+MAX_NAME_BYTES = 100
+MAX_AGENT_NAME = 64
+DEFAULT_MEMORY_GB = 16.0
+MEMORY_ENV = "CASI_MEMORY_GB"
+MAX_RETURN = 1e12
+_BAD_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class Section(BaseModel):
@@ -38,7 +60,9 @@ class Section(BaseModel):
 class AgentSpec(Section):
     """One agent slot of the game."""
 
-    name: str = Field(default="", pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$|^$")
+    name: str = Field(
+        default="", max_length=MAX_AGENT_NAME, pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$|^$"
+    )
     """Name used in outputs and in ``--learner NAME=HOST:PORT``; default ``a<index>``."""
     kind: AgentKind = "learner"
     """``learner`` (a Net service) or a scripted kind played inside the simulator."""
@@ -239,6 +263,22 @@ class RunConfig(Section):
 
     name: str = ""
     """Experiment name (output folder); default: the file's stem."""
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v: str) -> str:
+        if len(v.encode(errors="surrogatepass")) > MAX_NAME_BYTES:
+            raise ValueError(
+                f"at most {MAX_NAME_BYTES} bytes (it names the run folder; "
+                "default: the file's stem)"
+            )
+        if not v or v.startswith(".") or _BAD_NAME_CHARS.search(v):
+            raise ValueError(
+                "expected a plain folder name: no '/', '\\', control characters or leading "
+                "'.' (the run folder is --out/<name>; default: the file's stem)"
+            )
+        return v
+
     seed: int = Field(default=0, ge=0, lt=2**63)
     """Run seed; every random stream of trial k derives from (seed, k, purpose, iteration)."""
     agents: list[AgentSpec | AgentKind] = Field(min_length=2, max_length=16)
@@ -363,7 +403,8 @@ def _describe(err: Any) -> str:
     got = err.get("input")
     if isinstance(got, dict | list) or got is None:
         return msg
-    return f"{msg} (got {got!r})"
+    text = repr(got)
+    return f"{msg} (got {text if len(text) <= 60 else text[:57] + '...'})"
 
 
 def _error_lines(source: str, errors: list[Any], prefix: tuple[Any, ...] = ()) -> list[str]:
@@ -454,7 +495,10 @@ def validate_config(
     data: dict[str, Any], source: str, overrides: dict[str, str] | None = None
 ) -> RunConfig:
     """Validates a parsed TOML table; raises ConfigError with every mistake."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: (top level): expected a table (got {type(data).__name__})"])
     data = dict(data)
+    not_finite = dict(_non_finite(data))
     if not data.get("name"):
         data["name"] = Path(source).stem
     lines = _name_agents(data, source)
@@ -475,9 +519,114 @@ def validate_config(
     lines += _game_errors(source, kinds, {k: data[k] for k in GAME_KEYS if k in data})
     if cfg is not None and not cfg.learning_agents:
         lines.append(f"{source}: agents: at least one agent must be of kind 'learner'")
+    if not_finite:
+        # pydantic may report the same keys again, less clearly
+        prefixes = tuple(f"{source}: {key}: " for key in not_finite)
+        lines = [line for line in lines if not line.startswith(prefixes)]
+        lines = [
+            f"{p}must be a finite number (got {v})"
+            for p, v in zip(prefixes, not_finite.values(), strict=True)
+        ] + lines
     if lines or cfg is None:
         raise ConfigError(lines)
+    lines = _size_errors(source, cfg)
+    if lines:
+        raise ConfigError(lines)
     return cfg
+
+
+def _non_finite(value: Any, key: str = "") -> list[tuple[str, float]]:
+    """(dotted key, value) of every nan or inf anywhere in a parsed table."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [(key or "(top level)", value)]
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return []
+    found = []
+    for k, v in items:
+        found += _non_finite(v, f"{key}.{k}" if key else str(k))
+    return found
+
+
+def memory_estimate(cfg: RunConfig) -> dict[str, tuple[int, str]]:
+    """Bytes the run needs at least, by part, each with the keys that decide it.
+
+    rollouts: learners x batch x max_steps x (obs_dim + main actions + 16) float32 (the
+    buffer and its copy in Train), twice; evaluation: episodes x agents x (2 obs_dim + main
+    actions + 6 agents x attrs.count) x 4 (observations, logits, the simulator's state); models: per
+    learner, the parameters of hidden_sizes x 4 copies (weights, gradients, two optimizer
+    moments) x 4 bytes.
+    """
+    game = cfg.game()
+    alg, na, c = cfg.algorithm, game.n_agents, game.attrs.count
+    per_step = game.obs_dim + game.n_main_actions + 16
+    learners = len(cfg.learning_agents)
+    rollouts = 2 * 4 * learners * alg.batch * game.max_steps * per_step
+    per_episode = na * (2 * game.obs_dim + game.n_main_actions + 6 * na * c)
+    evaluation = 4 * cfg.eval.episodes * per_episode
+    widths = [game.obs_dim, *alg.hidden_sizes]
+    params = sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False))
+    params += (widths[-1] + 1) * (game.n_main_actions + 5 * na + 1)
+    if alg.recurrent:
+        params += 8 * widths[-1] * (widths[-1] + 1)
+    models = 16 * learners * params
+    return {
+        "rollouts": (
+            rollouts,
+            "algorithm.batch x max_steps x obs_dim (attrs.count, attrs.values, agents)",
+        ),
+        "evaluation": (evaluation, "eval.episodes x agents x obs_dim (attrs.count, attrs.values)"),
+        "models": (models, "algorithm.hidden_sizes x obs_dim"),
+    }
+
+
+def memory_budget() -> float:
+    """The memory budget in GiB: ``CASI_MEMORY_GB``, or :data:`DEFAULT_MEMORY_GB`."""
+    text = os.environ.get(MEMORY_ENV, "")
+    if not text:
+        return DEFAULT_MEMORY_GB
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError([f"{MEMORY_ENV}={text!r}: expected a positive number of GiB"])
+    return value
+
+
+def episode_return_bound(cfg: RunConfig) -> float:
+    """The largest scaled return an episode can have (what the value loss squares)."""
+    game = cfg.game()
+    inc = game.incentives.model_dump()
+    points = sum(v for k, v in inc.items() if k not in ("prosocial", "max_guesses_per_attr"))
+    step = cfg.algorithm.reward_scale * points * (1.0 + inc["prosocial"]) + cfg.bonus.beta
+    return float(game.max_steps * step)
+
+
+def _size_errors(source: str, cfg: RunConfig) -> list[str]:
+    lines = []
+    budget = memory_budget()
+    parts = memory_estimate(cfg)
+    total = sum(n for n, _ in parts.values())
+    if total > budget * 2**30:
+        big = sorted(parts.items(), key=lambda item: -item[1][0])
+        detail = ", ".join(f"{name} {n / 2**30:.3g} GiB ({keys})" for name, (n, keys) in big)
+        lines.append(
+            f"{source}: {big[0][1][1].split(' x ')[0]}: the run would need about "
+            f"{total / 2**30:.3g} GiB, above the budget of {budget:g} GiB ({MEMORY_ENV}): {detail}"
+        )
+    bound = episode_return_bound(cfg)
+    if not bound <= MAX_RETURN:
+        lines.append(
+            f"{source}: algorithm.reward_scale: an episode's scaled return could reach "
+            f"{bound:.3g} (max_steps x (reward_scale x incentives x (1 + prosocial) + "
+            f"bonus.beta)), above {MAX_RETURN:.0e}: its losses would overflow float32; "
+            "lower reward_scale or the incentives"
+        )
+    return lines
 
 
 def _game_errors(source: str, kinds: list[Any], game: dict[str, Any]) -> list[str]:
@@ -509,14 +658,7 @@ def load_config(
     """
     path = Path(path)
     source = str(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError([f"{source}: cannot read the file ({exc.strerror})"]) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{source}: TOML syntax error: {exc}"]) from None
+    data = _parse(path, source)
     if seed is not None:
         data["seed"] = seed
     if iterations is not None:
@@ -532,3 +674,46 @@ def load_config(
         if isinstance(data["learners"], dict):
             data["learners"].update(learners)
     return validate_config(data, source, overrides)
+
+
+def run_folder(runs_root: Path, name: str) -> Path:
+    """``runs_root/name``, refused (ConfigError) unless it is a folder directly inside
+    ``runs_root``, also after following links: nothing is written outside ``--out``."""
+    folder = Path(runs_root) / name
+    inside = folder.parent == Path(runs_root) and folder.name == name and name not in ("", "..")
+    if inside and folder.exists():
+        inside = folder.resolve().parent == Path(runs_root).resolve()
+    if not inside:
+        raise ConfigError(
+            [
+                f"name: the run folder {str(folder)!r} would not be a folder inside --out {str(runs_root)!r}"
+            ]
+        )
+    return folder
+
+
+def _parse(path: Path, source: str) -> dict[str, Any]:
+    """The TOML table of ``path``; ConfigError if it is too big, not UTF-8 or not TOML."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read the file ({exc.strerror})"]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError([f"{source}: larger than {MAX_FILE_BYTES} bytes: not a config"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [
+                f"{source}: line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                f"{exc.start}); TOML files are UTF-8"
+            ]
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{source}: TOML syntax error: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{source}: TOML nested too deeply"]) from None

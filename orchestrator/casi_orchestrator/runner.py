@@ -23,8 +23,8 @@ from rich.table import Table
 
 from casi_orchestrator.bonus import CountBonus
 from casi_orchestrator.checkpoint import CheckpointError, find_checkpoint
-from casi_orchestrator.config import RunConfig
-from casi_orchestrator.exits import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL_BASE
+from casi_orchestrator.config import ConfigError, RunConfig, run_folder
+from casi_orchestrator.exits import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE
 from casi_orchestrator.learners import LearnerPool, LearnerStartError
 from casi_orchestrator.metrics import QUESTIONS, RETURN, WIN_RATE
 from casi_orchestrator.outputs import TrialOutput
@@ -106,7 +106,11 @@ def run_experiment(
     """Runs ``trials`` trials of ``cfg`` under ``runs_root/<name>``; returns the exit status."""
     console = console or Console(stderr=True)
     stop = should_stop or (lambda: False)
-    folder = runs_root / cfg.name
+    try:
+        folder = run_folder(runs_root, cfg.name)
+    except ConfigError as exc:
+        console.print(f"casi: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_USAGE
     names = [spec.name for _, spec in cfg.learning_agents]
     results: list[TrialResult] = []
     warm = threading.Thread(target=_warm_kernels, args=(cfg,), name="casi-warm-up", daemon=True)
