@@ -46,6 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--max-message-mb", type=int, default=256, help="gRPC message size limit")
     p.add_argument(
+        "--max-params",
+        type=int,
+        default=None,
+        help="largest model Init accepts, in parameters (default: what fits a GetParams reply "
+        "of --max-message-mb, MB x 2**20 / 16)",
+    )
+    p.add_argument(
         "--grace",
         type=float,
         default=30.0,
@@ -65,6 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--threads must be >= 1, got {args.threads}")
     if args.max_message_mb < 1:
         p.error(f"--max-message-mb must be >= 1, got {args.max_message_mb}")
+    if args.max_params is not None and args.max_params < 1:
+        p.error(f"--max-params must be >= 1, got {args.max_params}")
     args.token = args.token or os.environ.get("CASI_TOKEN") or None
     return args
 
@@ -76,10 +85,11 @@ def make_net(args: argparse.Namespace) -> tuple[Net, str]:
 
         return ScriptedNet(args.policy), "cpu"
     from casi_learner.device import resolve_device
-    from casi_learner.torch_net import TorchNet
+    from casi_learner.torch_net import TorchNet, params_limit
 
     device = resolve_device(args.device)
-    return TorchNet(device, args.threads), device
+    max_params = args.max_params or params_limit(args.max_message_mb)
+    return TorchNet(device, args.threads, max_params), device
 
 
 def is_loopback(host: str) -> bool:

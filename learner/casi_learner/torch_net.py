@@ -49,7 +49,18 @@ from casi_learner import losses
 from casi_learner.device import resolve_device
 from casi_learner.model import ActorCritic, Hidden, joint_entropy, joint_log_prob
 
-MAX_PARAMS = 1 << 30
+BYTES_PER_PARAM = 16
+
+
+def params_limit(max_message_mb: int) -> int:
+    """The most parameters a model may have so that its GetParams fits a message of
+    ``max_message_mb``: 4 bytes for the parameter and for each of Adam's two slots, and 4 to
+    spare for the names and the rest of the message (``BYTES_PER_PARAM``)."""
+    return max_message_mb * 2**20 // BYTES_PER_PARAM
+
+
+MAX_PARAMS = params_limit(256)
+"""The default parameter limit: what fits casi-learner's default --max-message-mb 256."""
 MAX_ROW_BYTES = 1 << 30
 """The most memory one Predict's activations, or the hidden state of InitHidden, may take:
 rows x the widest layer x 8 bytes (two float32 per unit: activation and hidden, or h and c)."""
@@ -77,15 +88,18 @@ def _n_params(cfg: net_pb2.NetCfg) -> int:
     return n + (8 * w * w + 8 * w if cfg.recurrent else 0)
 
 
-def check_cfg(cfg: net_pb2.NetCfg) -> None:
+def check_cfg(cfg: net_pb2.NetCfg, max_params: int = MAX_PARAMS) -> None:
     """The contract's checks (casi_proto.validate), then what this model needs besides."""
     check_net_cfg(cfg)
     if not cfg.hidden_sizes:
         raise invalid("NetCfg.hidden_sizes: expected at least one hidden layer, got []")
-    if _n_params(cfg) > MAX_PARAMS:
+    n = _n_params(cfg)
+    if n > max_params:
+        sizes = list(cfg.hidden_sizes) if len(cfg.hidden_sizes) <= 16 else "(many layers)"
         raise invalid(
-            f"NetCfg.hidden_sizes: the model would hold {_n_params(cfg)} parameters, "
-            f"limit {MAX_PARAMS}"
+            f"NetCfg.hidden_sizes: {sizes} make a model of {n} parameters, more than this "
+            f"learner's limit of {max_params} (casi-learner --max-params; by default what "
+            "fits a GetParams reply of --max-message-mb)"
         )
 
 
@@ -132,7 +146,12 @@ class _Batch(NamedTuple):
 class TorchNet:
     """A learning agent in this process: model, optimizer, recurrent state."""
 
-    def __init__(self, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self, device: str = "cpu", threads: int | None = None, max_params: int = MAX_PARAMS
+    ) -> None:
+        if max_params < 1:
+            raise ValueError(f"max_params: expected >= 1, got {max_params}")
+        self.max_params = max_params
         if threads is not None:
             if threads < 1:
                 raise ValueError(f"threads: expected >= 1, got {threads}")
@@ -153,7 +172,7 @@ class TorchNet:
     # -- contract ------------------------------------------------------------------------------
 
     def init(self, cfg: net_pb2.NetCfg) -> net_pb2.InitReply:
-        check_cfg(cfg)
+        check_cfg(cfg, self.max_params)
         with self._lock:
             self._use_threads()
             self._cfg = net_pb2.NetCfg()

@@ -3,7 +3,7 @@ learners over gRPC: INVALID_ARGUMENT naming the field and the limit, never INTER
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
@@ -14,6 +14,8 @@ from casi_proto.compliance import NetContract
 from casi_proto.compliance.base import call_raw, expect_error
 from casi_proto.errors import INVALID_ARGUMENT
 from casi_proto.validate import MAX_ROWS
+
+from ..conftest import LearnerProcess
 
 pytest.importorskip("torch")
 from casi_learner.torch_net import TorchNet  # noqa: E402
@@ -68,3 +70,23 @@ def test_huge_init_hidden_is_invalid_argument_naming_the_limit(server: grpc.Chan
     )
     call_raw(server, "InitHidden", net_pb2.HiddenCfg(batch=2))
     assert call_raw(server, "Predict", _obs([2, 10], bytes(80))).values.shape == [2]
+
+
+@pytest.mark.parametrize(
+    ("flags", "limit"),
+    [(("--max-params", "1000"), 1000), (("--max-message-mb", "1"), 2**20 // 16)],
+)
+def test_casi_learner_max_params(
+    learners: Callable[..., LearnerProcess], flags: tuple[str, ...], limit: int
+) -> None:
+    learner = learners(*flags)
+    with grpc.insecure_channel(learner.address) as channel:
+        big = CONTRACT.make_cfg(hidden_sizes=[limit // 20])  # about 30 parameters per unit
+        expect_error(
+            INVALID_ARGUMENT,
+            lambda: call_raw(channel, "Init", big),
+            f"NetCfg.hidden_sizes: [{limit // 20}] make a model",
+            f"limit of {limit}",
+        )
+        small = CONTRACT.make_cfg(hidden_sizes=[limit // 40])
+        assert 0 < call_raw(channel, "Init", small).n_params <= limit

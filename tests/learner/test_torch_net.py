@@ -770,3 +770,66 @@ def test_rows_are_capped_by_the_activation_memory_of_a_wide_model() -> None:
     )
     assert str(MAX_ROW_BYTES) in err.message
     expect_error("INVALID_ARGUMENT", lambda: net.init_hidden(limit + 1), "HiddenCfg.batch")
+
+
+def test_init_refuses_a_model_above_the_parameter_limit_before_building_it() -> None:
+    import time
+
+    net = TorchNet(max_params=1000)
+    cfg = make_cfg(hidden_sizes=[64])
+    started = time.perf_counter()
+    expect_error(
+        "INVALID_ARGUMENT",
+        lambda: net.init(cfg),
+        "NetCfg.hidden_sizes: [64] make a model of",
+        "limit of 1000",
+        "--max-params",
+    )
+    assert time.perf_counter() - started < 1.0
+    expect_error("FAILED_PRECONDITION", lambda: net.predict(np.ones((1, 4), np.float32)), "Init")
+    assert TorchNet(max_params=10_000).init(cfg).n_params < 10_000
+
+
+def test_the_default_parameter_limit_follows_the_message_limit() -> None:
+    import time
+
+    from casi_learner.torch_net import MAX_PARAMS, params_limit
+
+    assert MAX_PARAMS == params_limit(256)
+    started = time.perf_counter()  # the hidden [10**7]: 1.24 GB of parameters
+    expect_error("INVALID_ARGUMENT", lambda: TorchNet().init(make_cfg(hidden_sizes=[10**7])))
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("loss", [net_pb2.LOSS_PPO, net_pb2.LOSS_A2C])
+def test_a_model_at_the_parameter_limit_fits_the_message_limit(loss: int) -> None:
+    from casi_learner.torch_net import params_limit
+    from casi_proto import codec
+
+    # about params_limit(1) parameters: the largest model a 1 MB message limit admits
+    limit = params_limit(1)
+    width = next(w for w in range(4000, 1, -1) if _params_of(w) <= limit)
+    net = TorchNet(max_params=limit)
+    net.init(make_cfg(hidden_sizes=[width], loss=loss, obs_dim=8))
+    with pytest.raises(NetError):
+        TorchNet(max_params=limit).init(make_cfg(hidden_sizes=[width + 2], obs_dim=8))
+    rng = np.random.default_rng(0)
+    b, t = 2, 3
+    net.train(
+        1,
+        Sequences(
+            obs=rng.random((b, t, 8), dtype=np.float32),
+            actions=np.zeros((b, t, len(HEADS)), np.int64),
+            logp_old=np.full((b, t), -3.0, np.float32),
+            values_old=np.zeros((b, t), np.float32),
+            advantages=np.ones((b, t), np.float32),
+            returns=np.ones((b, t), np.float32),
+            mask=np.ones((b, t), np.float32),
+        ),
+    )
+    size = codec.params_to_proto(net.get_params()).ByteSize()
+    assert size <= 2**20, f"GetParams of {width} wide is {size} bytes"
+
+
+def _params_of(width: int, obs_dim: int = 8) -> int:
+    return (obs_dim + 1) * width + (width + 1) * (sum(HEADS) + 1)
