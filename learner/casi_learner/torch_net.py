@@ -20,6 +20,8 @@ a pure function of the parameters, the optimizer state, the batch, the seed and 
 
 from __future__ import annotations
 
+import copy
+import math
 import threading
 from collections.abc import Mapping
 from importlib import metadata
@@ -234,7 +236,17 @@ class TorchNet:
                 assert self._last_loss is not None
                 return dict(self._last_loss)
             data = self._check_sequences(batch)
-            loss = self._update(data, step)
+            saved = self._snapshot()
+            try:
+                loss = self._update(data, step)
+                self._check_finite_result(loss)
+            except _NonFinite as exc:
+                self._restore(saved)
+                raise invalid(
+                    f"Train step {step}: the update gave a non-finite {exc} "
+                    f"({_largest_input(batch)}); it was not applied, the parameters and the "
+                    "optimizer state are as before this call"
+                ) from None
             self._last_step, self._last_loss = step, loss
             return dict(loss)
 
@@ -404,13 +416,43 @@ class TorchNet:
     def _apply(self, loss: torch.Tensor) -> float:
         model, optim = self._ready(), self._optimizer()
         optim.zero_grad(set_to_none=True)
+        if not bool(torch.isfinite(loss)):
+            raise _NonFinite(f"loss ({float(loss.detach())})")
         loss.backward()
         for p in model.parameters():
             if p.grad is None:  # e.g. the value head under reinforce: keep a full optimizer state
                 p.grad = torch.zeros_like(p)
         norm = losses.clip_grad_norm(model.parameters(), self._cfg.max_grad_norm)
+        if not math.isfinite(norm):
+            raise _NonFinite(f"gradient (norm {norm})")
         optim.step()
         return norm
+
+    def _snapshot(self) -> tuple[dict[str, torch.Tensor], dict]:  # type: ignore[type-arg]
+        model, optim = self._ready(), self._optimizer()
+        tensors = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return tensors, copy.deepcopy(optim.state_dict())
+
+    def _restore(self, saved: tuple[dict[str, torch.Tensor], dict]) -> None:  # type: ignore[type-arg]
+        model = self._ready()
+        model.load_state_dict(saved[0], strict=True)
+        optim = make_optimizer(model, self._optim_cfg)
+        optim.load_state_dict(saved[1])
+        self._optim = optim
+
+    def _check_finite_result(self, loss: dict[str, float]) -> None:
+        """Raises _NonFinite naming the first non-finite loss, parameter or optimizer slot."""
+        for k, v in loss.items():
+            if not math.isfinite(v):
+                raise _NonFinite(f"{k} ({v})")
+        model, optim = self._ready(), self._optimizer()
+        for name, param in model.named_parameters():
+            if not bool(torch.isfinite(param).all()):
+                raise _NonFinite(f"parameter {name}")
+        for slots in optim.state.values():
+            for slot, value in slots.items():
+                if torch.is_tensor(value) and not bool(torch.isfinite(value).all()):
+                    raise _NonFinite(f"optimizer slot {slot}")
 
     def _check_optimizer_state(
         self, model: ActorCritic, state: Mapping[str, np.ndarray]
@@ -445,6 +487,18 @@ def _check_row_bytes(field: str, rows: int, model: ActorCritic) -> int:
             f"limit {MAX_ROW_BYTES} (at most {MAX_ROW_BYTES // (widest * 8)} rows for this model)"
         )
     return rows
+
+
+class _NonFinite(Exception):
+    """A Train update that gave a non-finite number; the message names what."""
+
+
+def _largest_input(batch: Sequences) -> str:
+    """Which input of a batch holds the value of largest magnitude, and that value."""
+    names = ("obs", *SEQUENCE_FLOATS)
+    largest = {n: float(np.abs(getattr(batch, n)).max(initial=0.0)) for n in names}
+    name = max(largest, key=lambda n: largest[n])
+    return f"the largest input is |{name}| = {largest[name]:.3g}"
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

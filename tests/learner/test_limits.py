@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import grpc
+import numpy as np
 import pytest
 from casi.v1 import net_pb2
 from casi_learner.scripted import ScriptedNet
 from casi_learner.server import serving
+from casi_proto.client import NetClient
 from casi_proto.compliance import NetContract
-from casi_proto.compliance.base import call_raw, expect_error
+from casi_proto.compliance.base import assert_params_equal, call_raw, expect_error
 from casi_proto.errors import INVALID_ARGUMENT
 from casi_proto.validate import MAX_ROWS
 
@@ -90,3 +92,19 @@ def test_casi_learner_max_params(
         )
         small = CONTRACT.make_cfg(hidden_sizes=[limit // 40])
         assert 0 < call_raw(channel, "Init", small).n_params <= limit
+
+
+def test_train_with_extreme_inputs_is_refused_and_leaves_the_model_as_it_was() -> None:
+    with serving(TorchNet("cpu", threads=1)) as address, NetClient(address) as client:
+        client.init(CONTRACT.make_cfg())
+        batch = CONTRACT.make_sequences(client)
+        client.train(1, batch)
+        before = client.get_params()
+        returns = np.where(np.arange(batch.returns.size) % 2, 3e38, -3e38).astype(np.float32)
+        poison = batch._replace(returns=returns.reshape(batch.returns.shape))
+        err = expect_error(
+            INVALID_ARGUMENT, lambda: client.train(2, poison), "Train step 2", "non-finite"
+        )
+        assert "|returns| = 3e+38" in err.message
+        assert_params_equal(before, client.get_params())
+        client.set_params(before)  # what recovery does: the parameters are still acceptable

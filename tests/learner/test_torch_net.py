@@ -833,3 +833,45 @@ def test_a_model_at_the_parameter_limit_fits_the_message_limit(loss: int) -> Non
 
 def _params_of(width: int, obs_dim: int = 8) -> int:
     return (obs_dim + 1) * width + (width + 1) * (sum(HEADS) + 1)
+
+
+def _extreme(batch: Sequences, field: str) -> Sequences:
+    x = np.full_like(getattr(batch, field), 3e38)
+    x.flat[::2] = -3e38
+    return batch._replace(**{field: x})
+
+
+POISON = [
+    (net_pb2.LOSS_PPO, "advantages"),
+    (net_pb2.LOSS_PPO, "returns"),
+    (net_pb2.LOSS_PPO, "logp_old"),
+    (net_pb2.LOSS_A2C, "returns"),
+    (net_pb2.LOSS_REINFORCE, "returns"),
+    (net_pb2.LOSS_REINFORCE_BASELINE, "returns"),
+]
+
+
+@pytest.mark.parametrize(("loss", "field"), POISON)
+@pytest.mark.parametrize("trained", [False, True], ids=["fresh", "trained"])
+def test_extreme_train_inputs_change_nothing_and_fail_with_a_sentence(
+    loss: int, field: str, trained: bool
+) -> None:
+    net = make_net(loss=loss, recurrent=trained)
+    if trained:  # with optimizer state to keep
+        net.train(1, toy_batch())
+    before = snapshot(net)
+    expect_error(
+        "INVALID_ARGUMENT",
+        lambda: net.train(2, _extreme(toy_batch(seed=1), field)),
+        "Train step 2: the update gave a non-finite",
+        f"|{field}| = 3e+38",
+        "as before this call",
+    )
+    assert_same_params(before, snapshot(net))
+    # the same step is tried again (no stored loss), then the model trains on
+    expect_error("INVALID_ARGUMENT", lambda: net.train(2, _extreme(toy_batch(), field)))
+    stats = net.train(2, toy_batch(seed=2))
+    assert all(math.isfinite(v) for v in stats.values())
+    after = snapshot(net)
+    assert after.version == 2
+    assert all(np.isfinite(v).all() for v in [*after.tensors.values(), *after.optimizer.values()])
