@@ -39,11 +39,10 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _truncate_lines(path: Path, keep: int) -> None:
-    """Keeps the first ``keep`` lines of ``path``; fails if it holds fewer."""
+def _first_lines(path: Path, keep: int) -> bytes:
+    """The first ``keep`` lines of ``path``; OSError if it holds fewer."""
     if keep == 0:
-        path.write_text("")
-        return
+        return b""
     data = path.read_bytes() if path.exists() else b""
     lines = data.splitlines(keepends=True)
     complete = [line for line in lines if line.endswith(b"\n")]
@@ -52,7 +51,7 @@ def _truncate_lines(path: Path, keep: int) -> None:
             f"{path}: holds {len(complete)} complete lines but the checkpoint covers {keep}; "
             "the run folder does not belong to this checkpoint"
         )
-    path.write_bytes(b"".join(complete[:keep]))
+    return b"".join(complete[:keep])
 
 
 class TrialOutput:
@@ -80,9 +79,12 @@ class TrialOutput:
             self.events_path.write_text("")
         else:
             self.csv_lines, self.jsonl_lines = resume_lines
+            # both files are checked before either is cut
+            kept = {self.events_path: _first_lines(self.events_path, self.jsonl_lines)}
             if self.csv_enabled:
-                _truncate_lines(self.csv_path, self.csv_lines)
-            _truncate_lines(self.events_path, self.jsonl_lines)
+                kept[self.csv_path] = _first_lines(self.csv_path, self.csv_lines)
+            for path, data in kept.items():
+                path.write_bytes(data)
         if self.csv_enabled:
             self._csv = open(self.csv_path, "a", newline="")  # noqa: SIM115
         self._events = open(self.events_path, "a")  # noqa: SIM115

@@ -10,21 +10,30 @@ count table), ``bt/<agent>/...`` (its backtracking stack). ``meta``: the experim
 iteration, agent_steps, wall_time, the line counts of iterations.csv and events.jsonl, the
 config's fingerprint, the agents, which of them stopped, the last evaluation, and
 ``finished`` (the trial ended).
+
+Reading refuses (:class:`ResumeError`, naming the file and key) a meta field of the wrong type
+or missing (:class:`CheckpointMeta`), and any parameter a learner would refuse: every array
+of a learner's state (``net/...`` and the backtracking snapshots ``bt/.../snap<i>/...``) must
+be finite float32, every ``version`` an int64 [1] >= 0.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 from casi_proto.api import Params
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from casi_orchestrator import sampling
 from casi_orchestrator.backtrack import Backtracker
 from casi_orchestrator.bonus import CountBonus
 from casi_orchestrator.checkpoint import (
+    ARRAYS,
+    META,
     CheckpointError,
     params_arrays,
     prefixed,
@@ -36,10 +45,31 @@ from casi_orchestrator.config import RunConfig
 from casi_orchestrator.evaluation import Metrics
 
 CHECKPOINT = "checkpoint"
+_PARAM_ARRAY = re.compile(r"^(net/[^/]+/|bt/[^/]+/snap\d+/)(tensors|optimizer)/")
+_VERSION_ARRAY = re.compile(r"^(net/[^/]+/|bt/[^/]+/snap\d+/)version$")
 
 
 class ResumeError(Exception):
     """A checkpoint cannot be resumed from; the message names the file."""
+
+
+class CheckpointMeta(BaseModel):
+    """The ``meta`` of a trial's checkpoint (what :func:`snapshot` writes), type-checked."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    experiment: str
+    trial: int = Field(ge=0)
+    iteration: int = Field(ge=0)
+    agent_steps: int = Field(ge=0)
+    wall_time: float = Field(ge=0.0, allow_inf_nan=False)
+    csv_lines: int = Field(ge=0)
+    jsonl_lines: int = Field(ge=0)
+    fingerprint: str
+    agents: list[str]
+    stopped: list[bool]
+    last_eval: dict[str, dict[str, float | None]]
+    finished: bool
 
 
 @dataclass
@@ -161,40 +191,87 @@ def read_state(path: Path, cfg: RunConfig, fresh: TrialState) -> Resumed:
     written by a different config, or one of other agents.
     """
     try:
-        arrays, meta = read_checkpoint(path)
+        arrays, raw = read_checkpoint(path)
     except CheckpointError as exc:
         raise ResumeError(str(exc)) from None
+    meta = _check_meta(path, raw)
     _check_origin(path, meta, cfg, list(fresh.agents))
+    _check_params(path, arrays)
     params = {}
     for name, agent in fresh.agents.items():
         try:
             params[name] = read_params(arrays, f"net/{name}/")
         except KeyError:
-            raise ResumeError(f"checkpoint has no learner state under 'net/{name}/'") from None
+            raise ResumeError(
+                f"{path / ARRAYS}: has no learner state under 'net/{name}/'"
+            ) from None
         try:
             agent.bonus.load(prefixed(arrays, f"bonus/{name}/"))
             agent.backtracker = _read_backtracker(arrays, name, cfg)
-        except ValueError as exc:
-            raise ResumeError(f"{path}: {exc}") from None
-    fresh.iteration = int(meta["iteration"])
-    fresh.agent_steps = int(meta["agent_steps"])
-    fresh.wall_offset = float(meta["wall_time"])
-    fresh.last_eval = meta.get("last_eval") or {}
-    for agent, stopped in zip(fresh.agents.values(), meta.get("stopped", []), strict=False):
-        agent.stopped = bool(stopped)
-    fresh.finished = bool(meta.get("finished"))
-    return Resumed(fresh, params, (int(meta["csv_lines"]), int(meta["jsonl_lines"])))
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise ResumeError(f"{path / ARRAYS}: {exc}") from None
+    fresh.iteration = meta.iteration
+    fresh.agent_steps = meta.agent_steps
+    fresh.wall_offset = meta.wall_time
+    fresh.last_eval = meta.last_eval
+    for agent, stopped in zip(fresh.agents.values(), meta.stopped, strict=True):
+        agent.stopped = stopped
+    fresh.finished = meta.finished
+    return Resumed(fresh, params, (meta.csv_lines, meta.jsonl_lines))
 
 
-def _check_origin(path: Path, meta: dict[str, Any], cfg: RunConfig, names: list[str]) -> None:
-    if meta.get("fingerprint") != cfg.fingerprint():
+def _check_meta(path: Path, raw: dict[str, Any]) -> CheckpointMeta:
+    try:
+        meta = CheckpointMeta.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        got = repr(err.get("input"))
+        got = got if len(got) <= 60 else got[:57] + "..."
         raise ResumeError(
-            f"{path}: written by a different config (fingerprint {meta.get('fingerprint')}, "
+            f"{path / META}: meta.{key}: {err['msg']} (got {got}); "
+            f"{len(exc.errors())} problem(s) in all"
+        ) from None
+    if len(meta.stopped) != len(meta.agents):
+        raise ResumeError(
+            f"{path / META}: meta.stopped: {len(meta.stopped)} entries for "
+            f"{len(meta.agents)} agents"
+        )
+    return meta
+
+
+def _check_params(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """What SetParams would refuse, refused here with the checkpoint's file and key."""
+    for key, a in arrays.items():
+        if _PARAM_ARRAY.match(key):
+            if a.dtype != np.float32:
+                raise ResumeError(
+                    f"{path / ARRAYS}: array {key!r}: expected float32 parameters, got {a.dtype}"
+                )
+            if not np.isfinite(a).all():
+                where = [int(i) for i in np.argwhere(~np.isfinite(a))[0]]
+                raise ResumeError(
+                    f"{path / ARRAYS}: array {key!r}: expected finite parameters, got "
+                    f"{a[tuple(where)]} at index {where}"
+                )
+        elif _VERSION_ARRAY.match(key) and not (
+            a.dtype == np.int64 and a.shape == (1,) and a[0] >= 0
+        ):
+            raise ResumeError(
+                f"{path / ARRAYS}: array {key!r}: expected int64 [1] >= 0, got {a.dtype} "
+                f"{list(a.shape)}"
+            )
+
+
+def _check_origin(path: Path, meta: CheckpointMeta, cfg: RunConfig, names: list[str]) -> None:
+    if meta.fingerprint != cfg.fingerprint():
+        raise ResumeError(
+            f"{path}: written by a different config (fingerprint {meta.fingerprint}, "
             f"this config {cfg.fingerprint()}); only algorithm.iterations, [log], "
             "[checkpoint] and [learners] may change between a run and its resume"
         )
-    if meta.get("agents") != names:
-        raise ResumeError(f"{path}: holds agents {meta.get('agents')}, expected {names}")
+    if meta.agents != names:
+        raise ResumeError(f"{path}: holds agents {meta.agents}, expected {names}")
 
 
 def _read_backtracker(

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from casi.v1 import net_pb2
-from casi_proto.errors import FAILED_PRECONDITION, NetError
+from casi_proto.errors import FAILED_PRECONDITION, INVALID_ARGUMENT, NetError
 from casi_sim import BatchSim
 
 from casi_orchestrator import sampling, wire
@@ -281,7 +281,15 @@ class Trainer:
         resumed = read_state(self.checkpoints.path, self.cfg, self.state)
         for m in self.fleet.members:
             m.params = resumed.params[m.name]
-        self.fleet.each(lambda m: m.net.set_params(m.params))
+        try:
+            self.fleet.each(lambda m: m.net.set_params(m.params))
+        except NetError as exc:
+            if exc.code != INVALID_ARGUMENT:
+                raise
+            raise ResumeError(
+                f"{self.checkpoints.path}: a learner refused the checkpoint's parameters: "
+                f"{exc.message}"
+            ) from None
         try:
             self.out.open(resumed.lines)
         except OSError as exc:

@@ -42,14 +42,20 @@ def truncate(ckpt: Path) -> Path:
     return npz
 
 
-def garbage_meta(ckpt: Path) -> Path:
-    (ckpt / "meta.json").write_text('{"format": "casi-checkpoint/1", "arr')
-    return ckpt / "meta.json"
+def garbage_manifest(ckpt: Path) -> Path:
+    (ckpt / "manifest.json").write_text('{"format": "casi-checkpoint/2", "fil')
+    return ckpt / "manifest.json"
 
 
 def foreign(ckpt: Path) -> Path:
-    (ckpt / "meta.json").write_text(json.dumps({"format": "someone-else/3"}))
-    return ckpt / "meta.json"
+    (ckpt / "manifest.json").write_text(json.dumps({"format": "someone-else/3"}))
+    return ckpt / "manifest.json"
+
+
+def edited_meta(ckpt: Path) -> Path:
+    meta = ckpt / "meta.json"
+    meta.write_text(meta.read_text().replace('"stopped": [\n   false', '"stopped": [\n   true '))
+    return meta
 
 
 def flipped_byte(ckpt: Path) -> Path:
@@ -64,11 +70,12 @@ def flipped_byte(ckpt: Path) -> Path:
     ("damage", "words"),
     [
         (truncate, " is truncated"),
-        (garbage_meta, " is not valid JSON"),
+        (garbage_manifest, " is not valid JSON"),
         (foreign, " is foreign"),
         (flipped_byte, ": checksum mismatch"),
+        (edited_meta, ": checksum mismatch"),
     ],
-    ids=["truncated", "garbage-meta", "foreign", "flipped-byte"],
+    ids=["truncated", "garbage-manifest", "foreign", "flipped-byte", "edited-meta"],
 )
 def test_resume_refuses_a_damaged_checkpoint_naming_the_file(
     tmp_path: Path,

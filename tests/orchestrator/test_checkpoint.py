@@ -14,6 +14,15 @@ from casi_orchestrator.checkpoint import (
 )
 
 
+def reseal(path) -> None:
+    """Rewrites the manifest to match the files: what a careful forger would do."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    for name in manifest["files"]:
+        data = (path / name).read_bytes()
+        manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
 def sample_arrays(scale: float = 1.0) -> dict[str, np.ndarray]:
     return {
         "agent/a0/tensors/trunk.0.weight": np.arange(12, dtype=np.float32).reshape(3, 4) * scale,
@@ -39,9 +48,16 @@ def test_round_trip_is_exact(tmp_path):
     assert_same(arrays, sample_arrays())
     assert got["iteration"] == 12 and got["name"] == "exp2" and np.isnan(got["metric"])
     description = json.loads((path / "meta.json").read_text())
-    assert description["format"] == FORMAT == "casi-checkpoint/1"
+    assert description["format"] == FORMAT == "casi-checkpoint/2"
     assert description["arrays"]["rng/state"] == {"dtype": "<i8", "shape": [2]}
-    assert len(description["arrays_sha256"]) == 64
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["format"] == FORMAT
+    for name in ("arrays.npz", "meta.json"):
+        data = (path / name).read_bytes()
+        assert manifest["files"][name] == {
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
 
 
@@ -90,7 +106,7 @@ def test_missing_directory(tmp_path):
         read_checkpoint(tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("name", ["arrays.npz", "meta.json"])
+@pytest.mark.parametrize("name", ["arrays.npz", "meta.json", "manifest.json"])
 def test_missing_file(tmp_path, name):
     path = tmp_path / "checkpoint"
     write_checkpoint(path, sample_arrays(), {})
@@ -129,10 +145,15 @@ def test_checksum_mismatch_is_refused(tmp_path):
         ("not json", "not valid JSON"),
     ],
 )
-def test_foreign_meta_is_refused(tmp_path, content, why):
+def test_foreign_manifest_or_meta_is_refused(tmp_path, content, why):
     path = tmp_path / "checkpoint"
     write_checkpoint(path, sample_arrays(), {})
+    (path / "manifest.json").write_text(content)
+    with pytest.raises(CheckpointError, match=f"manifest.json (is )?{why}"):
+        read_checkpoint(path)
+    write_checkpoint(path, sample_arrays(), {})
     (path / "meta.json").write_text(content)
+    reseal(path)
     with pytest.raises(CheckpointError, match=f"meta.json (is )?{why}"):
         read_checkpoint(path)
 
@@ -146,11 +167,10 @@ def test_object_arrays_are_refused_both_ways(tmp_path):
     write_checkpoint(path, {"x": np.zeros(2)}, {})
     npz = path / "arrays.npz"
     np.savez(npz, x=np.array([{"a": 1}], dtype=object))
-    description = json.loads((path / "meta.json").read_text())
-    description["arrays_bytes"] = npz.stat().st_size
-    description["arrays_sha256"] = hashlib.sha256(npz.read_bytes()).hexdigest()
-    (path / "meta.json").write_text(json.dumps(description))
-    with pytest.raises(CheckpointError, match="arrays.npz cannot be read: .*allow_pickle"):
+    reseal(path)
+    with pytest.raises(
+        CheckpointError, match="arrays.npz cannot be read: dtype \\|O .*not allowed"
+    ):
         read_checkpoint(path)
 
 
@@ -160,8 +180,9 @@ def test_array_list_must_match_meta(tmp_path):
     description = json.loads((path / "meta.json").read_text())
     description["arrays"]["rng/state"]["shape"] = [3]
     (path / "meta.json").write_text(json.dumps(description))
+    reseal(path)
     with pytest.raises(
-        CheckpointError, match="'rng/state' is <i8\\[2\\], meta.json says <i8\\[3\\]"
+        CheckpointError, match="'rng/state.npy' is <i8\\[2\\], meta.json says <i8\\[3\\]"
     ):
         read_checkpoint(path)
 
