@@ -5,16 +5,25 @@ Prints exactly one line on stdout once bound:
 to stderr. SIGTERM/SIGINT: health NOT_SERVING, the call in flight finishes, exit 0.
 The signal handler only writes a byte to a pipe (it takes no lock, so a second signal
 arriving inside it cannot deadlock); signals that come after the first are ignored.
+
+``--parent-pid PID`` (what the orchestrator passes to the learners it starts): the learner
+stops when process PID is gone. On Linux it asks for SIGTERM when its parent dies
+(PR_SET_PDEATHSIG) and a watchdog thread waits on the parent as well, in case that signal
+is missed; either, and any number of repeats, ends in the same shutdown.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import ipaddress
 import logging
 import os
+import select
 import signal
 import sys
+import threading
+import time
 from types import FrameType
 
 from casi_proto.api import Net
@@ -57,6 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=30.0,
         help="seconds a call in flight may take to finish at shutdown",
+    )
+    p.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="stop when the process with this id is gone (the orchestrator passes its own)",
     )
     p.add_argument("--version", action="version", version=f"casi-learner {__version__}")
     args = p.parse_args(argv)
@@ -103,6 +118,9 @@ def is_loopback(host: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.parent_pid is not None and not die_with_parent(args.parent_pid):
+        print(f"casi-learner: parent process {args.parent_pid} is gone", file=sys.stderr)
+        return 1
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -136,12 +154,68 @@ def main(argv: list[str] | None = None) -> int:
         print(f"casi-learner: {exc}", file=sys.stderr)
         return 1
     wake = stop_pipe()
+    if args.parent_pid is not None:
+        watch_parent(args.parent_pid, wake[1])
     address = host_port(args.host, port)
     print(f"casi-learner ready on {address} policy={args.policy} device={device}", flush=True)
-    wait_for_stop(wake)
+    grace = args.grace
+    if wait_for_stop(wake) == PARENT_GONE:
+        logging.info("parent process %d is gone", args.parent_pid)
+        grace = min(grace, PARENT_GONE_GRACE)  # nobody is left to read the replies
     logging.info("shutting down: health NOT_SERVING, letting calls in flight finish")
-    shutdown(server, health, args.grace)
+    shutdown(server, health, grace)
     return 0
+
+
+PARENT_GONE = b"p"
+PARENT_GONE_GRACE = 2.0  # s for calls in flight once the parent is gone
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(pid: int) -> bool:
+    """Asks for SIGTERM when parent ``pid`` dies (Linux); False if it is gone already."""
+    if sys.platform == "linux" and os.getppid() == pid:
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass  # the watchdog thread still notices
+    return parent_alive(pid, os.getppid())
+
+
+def parent_alive(pid: int, first_ppid: int) -> bool:
+    if first_ppid == pid:  # it was our parent: it is gone once we have been re-parented
+        return os.getppid() == pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def watch_parent(pid: int, wake: int) -> threading.Thread:
+    """A daemon thread that writes PARENT_GONE to ``wake`` once process ``pid`` is gone."""
+    first_ppid = os.getppid()
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            fd = None  # no pidfd (old kernel, not Linux): poll
+        if fd is not None and parent_alive(pid, first_ppid):
+            select.select([fd], [], [])
+        else:
+            while parent_alive(pid, first_ppid):
+                time.sleep(0.5)
+        try:
+            os.write(wake, PARENT_GONE)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=watch, name="casi-parent-watchdog", daemon=True)
+    thread.start()
+    return thread
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

@@ -15,14 +15,14 @@ given the same token. ``[learners] tls_ca`` (with ``tls_cert`` and ``tls_key`` f
 turns TLS on for the learners given by address; local ones listen on loopback in plaintext.
 
 Locally started learners run in their own session, so a Ctrl-C in the terminal reaches only
-the orchestrator, which finishes its iteration and checkpoints before stopping them; on Linux
-they also receive SIGTERM if the orchestrator dies.
+the orchestrator, which finishes its iteration and checkpoints before stopping them. They are
+given ``--parent-pid`` (this process): on Linux they ask for SIGTERM when the orchestrator dies,
+and a watchdog thread in each stops it when the orchestrator is gone, should that be missed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import selectors
@@ -71,12 +71,6 @@ class Learner:
     def alive(self) -> bool:
         """False once a locally started process has exited."""
         return self.process is None or self.process.poll() is None
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _read_ready_line(proc: subprocess.Popen[bytes], timeout: float) -> str | None:
@@ -194,7 +188,7 @@ class LearnerPool:
         cmd = [
             sys.executable, "-m", "casi_learner", "--port", "0", "--host", "127.0.0.1",
             "--policy", "torch", "--device", self.cfg.device,
-            "--max-message-mb", str(self.cfg.max_message_mb),
+            "--max-message-mb", str(self.cfg.max_message_mb), "--parent-pid", str(os.getpid()),
         ]  # fmt: skip
         if self.cfg.threads:
             cmd += ["--threads", str(self.cfg.threads)]
@@ -209,7 +203,6 @@ class LearnerPool:
             stdout=subprocess.PIPE,
             stderr=log,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
         )
         line = _read_ready_line(proc, self.cfg.start_timeout)
         match = READY.search(line or "")
