@@ -3,6 +3,9 @@
 ``ScriptedNet("honest")`` always plays noop and answers every slot with complete
 truth; ``liar`` with a specific lie, ``silent`` with ignore; ``random`` returns
 all-zero logits (uniform sampling). numpy only: nothing here imports torch.
+
+Requests are validated as the torch learner validates them (casi_proto.validate), including
+what a recurrent NetCfg asks of Predict: InitHidden first, then exactly its batch of rows.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class ScriptedNet:
         self._row = np.zeros(0, np.float32)
         self._version = 0
         self._last: tuple[int, dict[str, float]] | None = None
+        self._hidden_batch: int | None = None
 
     def _need_init(self, call: str) -> net_pb2.NetCfg:
         if self._cfg is None:
@@ -61,6 +65,7 @@ class ScriptedNet:
         self._cfg.CopyFrom(cfg)
         self._row = self._logit_row(list(cfg.head_sizes))
         self._version, self._last = 0, None
+        self._hidden_batch = None
         return net_pb2.InitReply(
             protocol_version=PROTOCOL_VERSION,
             implementation=f"casi-learner/scripted-{self.policy} {__version__}",
@@ -82,11 +87,16 @@ class ScriptedNet:
 
     def init_hidden(self, batch: int) -> None:
         self._need_init("InitHidden")
-        check_hidden_batch(batch)
+        self._hidden_batch = check_hidden_batch(batch)
 
     def predict(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self._need_init("Predict")
-        check_obs(obs, cfg.obs_dim)
+        rows: int | str = "B"
+        if cfg.recurrent:
+            if self._hidden_batch is None:
+                raise precondition("recurrent model: call InitHidden(batch) before Predict")
+            rows = self._hidden_batch
+        check_obs(obs, cfg.obs_dim, rows)
         b = obs.shape[0]
         return np.broadcast_to(self._row, (b, self._row.size)).copy(), np.zeros(b, np.float32)
 
@@ -96,7 +106,8 @@ class ScriptedNet:
 
     def train(self, step: int, batch: Sequences) -> dict[str, float]:
         cfg = self._need_init("Train")
-        if is_repeat(step, self._version, self._last is not None):
+        last = self._version if self._version > 0 else None  # as the torch learner counts
+        if is_repeat(step, last, self._last is not None):
             assert self._last is not None
             return dict(self._last[1])
         check_sequences(batch, cfg.obs_dim, cfg.head_sizes)
