@@ -1,4 +1,10 @@
-"""Bearer-token check for every Net call (health checks are exempt)."""
+"""Bearer-token check for every Net call (health checks are exempt).
+
+The check reads only the call's metadata, and a refused call is answered by a handler that
+takes its request as a stream it never reads: grpc then does not receive the message (it
+would receive a unary request in full, up to the message limit, before any handler runs),
+so an unauthenticated caller costs the learner no more memory than its metadata.
+"""
 
 from __future__ import annotations
 
@@ -19,15 +25,11 @@ def _refuse(message: str) -> Callable[[Any, grpc.ServicerContext], Any]:
 
 
 def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same streaming kind as ``handler`` that only refuses."""
+    """A handler that refuses without reading the request (a stream it never iterates)."""
     refuse = _refuse(message)
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(refuse)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(refuse)
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(refuse)
-    return grpc.unary_unary_rpc_method_handler(refuse)
+        return grpc.stream_stream_rpc_method_handler(refuse)
+    return grpc.stream_unary_rpc_method_handler(refuse)
 
 
 class TokenInterceptor(grpc.ServerInterceptor):

@@ -89,7 +89,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--max-message-mb must be >= 1, got {args.max_message_mb}")
     if args.max_params is not None and args.max_params < 1:
         p.error(f"--max-params must be >= 1, got {args.max_params}")
-    args.token = args.token or os.environ.get("CASI_TOKEN") or None
+    if args.token is None:
+        args.token = os.environ.get("CASI_TOKEN")
+        source = "the environment variable CASI_TOKEN"
+    else:
+        source = "--token"
+    if args.token == "":
+        p.error(
+            f"{source} is an empty token, which would let everyone in: give a non-empty "
+            "token, or leave it out to serve without one"
+        )
     return args
 
 

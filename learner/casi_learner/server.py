@@ -159,7 +159,7 @@ def build_server(
     limit = max_message_mb * 1024 * 1024
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="casi-net"),
-        interceptors=[TokenInterceptor(token)] if token else [],
+        interceptors=[TokenInterceptor(token)] if token is not None else [],
         options=[
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
