@@ -53,6 +53,18 @@ class ResumeError(Exception):
     """A checkpoint cannot be resumed from; the message names the file."""
 
 
+class Continuation(BaseModel):
+    """Where a longer run goes on from when the last iteration had an evaluation only because
+    it was the last: the line counts before that evaluation and the iterations.csv row
+    without it."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    csv_lines: int = Field(ge=0)
+    jsonl_lines: int = Field(ge=0)
+    row: dict[str, int | float | str | None]
+
+
 class CheckpointMeta(BaseModel):
     """The ``meta`` of a trial's checkpoint (what :func:`snapshot` writes), type-checked."""
 
@@ -70,6 +82,8 @@ class CheckpointMeta(BaseModel):
     stopped: list[bool]
     last_eval: dict[str, dict[str, float | None]]
     finished: bool
+    final_eval: dict[str, dict[str, float | None]] = {}
+    continuation: Continuation | None = None
 
 
 @dataclass
@@ -90,6 +104,8 @@ class TrialState:
     agent_steps: int = 0
     wall_offset: float = 0.0  # seconds the trial ran before this process took it over
     last_eval: dict[str, Metrics] = field(default_factory=dict)
+    final_eval: dict[str, Metrics] = field(default_factory=dict)  # the extra last evaluation
+    continuation: dict[str, Any] | None = None  # see Continuation
     finished: bool = False  # read from a checkpoint written when the trial had ended
 
     @property
@@ -156,6 +172,8 @@ def snapshot(
         "agents": list(state.agents),
         "stopped": [a.stopped for a in state.agents.values()],
         "last_eval": state.last_eval,
+        "final_eval": state.final_eval,
+        "continuation": state.continuation,
     }
     return arrays, meta
 
@@ -217,7 +235,34 @@ def read_state(path: Path, cfg: RunConfig, fresh: TrialState) -> Resumed:
     for agent, stopped in zip(fresh.agents.values(), meta.stopped, strict=True):
         agent.stopped = stopped
     fresh.finished = meta.finished
+    fresh.final_eval = meta.final_eval
+    fresh.continuation = meta.continuation.model_dump() if meta.continuation else None
     return Resumed(fresh, params, (meta.csv_lines, meta.jsonl_lines))
+
+
+def continuation(lines: tuple[int, int], row: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`Continuation` of a last iteration whose output lines end at ``lines``."""
+    plain = {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
+    return {"csv_lines": lines[0], "jsonl_lines": lines[1], "row": plain}
+
+
+def extend(
+    state: TrialState, lines: tuple[int, int], cfg: RunConfig, columns: list[str]
+) -> tuple[tuple[int, int], dict[str, Any] | None]:
+    """The line counts a resumed trial cuts its files back to, and a row to append.
+
+    A trial whose last iteration was evaluated only because it was the last, resumed to go on
+    longer, drops that evaluation (its lines, its values in the row): the longer run then
+    writes what a run that long from the start writes.
+    """
+    cont = state.continuation
+    if cont is None or cfg.algorithm.iterations <= state.iteration:
+        return lines, None
+    unknown = sorted(set(cont["row"]) - set(columns))
+    if unknown:
+        raise ResumeError(f"checkpoint meta.continuation.row: no such columns {unknown[:5]}")
+    state.continuation, state.final_eval, state.finished = None, {}, False
+    return (cont["csv_lines"], cont["jsonl_lines"]), cont["row"]
 
 
 def _check_meta(path: Path, raw: dict[str, Any]) -> CheckpointMeta:
@@ -232,6 +277,11 @@ def _check_meta(path: Path, raw: dict[str, Any]) -> CheckpointMeta:
             f"{path / META}: meta.{key}: {err['msg']} (got {got}); "
             f"{len(exc.errors())} problem(s) in all"
         ) from None
+    cont = meta.continuation
+    if cont is not None and (
+        cont.csv_lines > meta.csv_lines or cont.jsonl_lines > meta.jsonl_lines
+    ):
+        raise ResumeError(f"{path / META}: meta.continuation: lines beyond those of the checkpoint")
     if len(meta.stopped) != len(meta.agents):
         raise ResumeError(
             f"{path / META}: meta.stopped: {len(meta.stopped)} entries for "

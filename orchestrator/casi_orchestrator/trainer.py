@@ -42,6 +42,8 @@ from casi_orchestrator.outputs import TrialOutput
 from casi_orchestrator.resume import (
     Checkpoints,
     ResumeError,
+    continuation,
+    extend,
     new_state,
     read_state,
     snapshot,
@@ -147,7 +149,8 @@ class Trainer:
         finally:
             self.out.close()
         return TrialResult(
-            self.iteration, self.state.agent_steps, self.wall_time(), self.state.last_eval,
+            self.iteration, self.state.agent_steps, self.wall_time(),
+            self.state.final_eval or self.state.last_eval,
             self.state.all_stopped, interrupted, resumed and self.state.finished,
         )  # fmt: skip
 
@@ -158,15 +161,25 @@ class Trainer:
         self.state.agent_steps += int(roll.mask.sum())
         losses, bonus_means = self.update(it, roll)
         result, events = None, {}
-        if it % self.cfg.eval.every == 0 or it == self.cfg.algorithm.iterations:
+        if it % self.cfg.eval.every == 0:
             result = self.evaluate(it)
             self.state.last_eval = result.metrics
             self.streams.evaluation(it, result)
             events = self.backtrack(it, result)
         self.streams.iteration(it, roll, self.state, losses, bonus_means, probs)
+        row = csv_row(it, self.state.agent_steps, result, events, losses, bonus_means)
+        row["wall_time"] = round(self.wall_time(), 3)
+        if result is None and it == self.cfg.algorithm.iterations:
+            # evaluated only because it is the last: written, but it feeds neither
+            # backtracking nor the state, and a longer resumed run drops it (resume.extend)
+            lines = (self.out.csv_lines, self.out.jsonl_lines)
+            self.state.continuation = continuation(lines, row)
+            result = self.evaluate(it)
+            self.state.final_eval = result.metrics
+            self.streams.evaluation(it, result)
+            row.update(csv_row(it, self.state.agent_steps, result, {}, losses, bonus_means))
         if self.cfg.log.iteration_csv:
-            row = csv_row(it, self.state.agent_steps, result, events, losses, bonus_means)
-            self.out.row({**row, "wall_time": round(self.wall_time(), 3)})
+            self.out.row(row)
         self.out.flush()
 
     def _finished(self) -> bool:
@@ -290,10 +303,13 @@ class Trainer:
                 f"{self.checkpoints.path}: a learner refused the checkpoint's parameters: "
                 f"{exc.message}"
             ) from None
+        lines, row = extend(self.state, resumed.lines, self.cfg, self.out.columns)
         try:
-            self.out.open(resumed.lines)
+            self.out.open(lines)
         except OSError as exc:
             raise ResumeError(str(exc)) from None
+        if row is not None:
+            self.out.row(row)
 
     def _params(self) -> dict[str, Any]:
         return {m.name: m.params for m in self.fleet.members}
