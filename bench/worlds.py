@@ -41,6 +41,11 @@ WORLDS: dict[str, tuple[int, int, int, int, tuple[str, ...]]] = {
     "2 partners": (6, 3, 2, 4, ("honest", "honest")),
     "10 attributes": (10, 5, 2, 4, ("honest",)),
     "3 partners": (6, 3, 2, 4, ("honest", "honest", "honest")),
+    "8 attrs, 8 values": (8, 4, 2, 8, ("honest",)),
+    "12 attributes": (12, 6, 2, 4, ("honest",)),
+    "4 goals": (10, 5, 4, 4, ("honest",)),
+    "16 attributes": (16, 8, 2, 4, ("honest",)),
+    "12 attrs, 3 goals, 8 values": (12, 6, 3, 8, ("honest",)),
 }
 
 
@@ -55,6 +60,14 @@ def keys(world: tuple[int, int, int, int, tuple[str, ...]]) -> dict[str, Any]:
         "agents": ["learner", *partners],
         "attrs": {"count": count, "direct": direct, "goal": goal, "values": values},
     }
+
+
+def kept_rows(settings: str, rerun: list[str]) -> list[dict[str, Any]]:
+    """The runs of earlier invocations with these settings, for the worlds not run again."""
+    path = RESULTS / f"worlds-{settings}.json"
+    if not path.exists():
+        return []
+    return [r for r in json.loads(path.read_text())["runs"] if r["world"] not in rerun]
 
 
 def plot() -> None:
@@ -124,11 +137,12 @@ def main() -> None:
                     f"{r['wall_s']:>8.1f}",
                     flush=True,
                 )
+    rows = kept_rows(settings, args.worlds) + rows
     medians = {
         name: median(
             [r["agent_steps"] if r["reached"] else math.inf for r in rows if r["world"] == name]
         )
-        for name in args.worlds
+        for name in dict.fromkeys(r["world"] for r in rows)
     }
     write_results(
         f"worlds-{settings}",
