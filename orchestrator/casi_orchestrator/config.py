@@ -462,7 +462,9 @@ def _name_agents(data: dict[str, Any], source: str) -> list[str]:
 def apply_learner_overrides(data: dict[str, Any], overrides: dict[str, str]) -> list[str]:
     """Sets ``address`` of the named learners (``--learner NAME=HOST:PORT``)."""
     lines = []
-    by_name = {a.get("name"): a for a in data.get("agents", []) if isinstance(a, dict)}
+    agents = data.get("agents")
+    agents = agents if isinstance(agents, list) else []
+    by_name = {a.get("name"): a for a in agents if isinstance(a, dict)}
     for name, address in overrides.items():
         agent = by_name.get(name)
         if agent is None:
