@@ -202,7 +202,7 @@ class Checkpoints:
         self.written = int(meta["iteration"])
 
 
-def read_state(path: Path, cfg: RunConfig, fresh: TrialState) -> Resumed:
+def read_state(path: Path, cfg: RunConfig, fresh: TrialState, trial: int | None = None) -> Resumed:
     """Reads the checkpoint at ``path`` into ``fresh`` (from :func:`new_state`) and returns it.
 
     Refused with :class:`ResumeError`, naming the file: a damaged or foreign checkpoint, one
@@ -214,6 +214,8 @@ def read_state(path: Path, cfg: RunConfig, fresh: TrialState) -> Resumed:
         raise ResumeError(str(exc)) from None
     meta = _check_meta(path, raw)
     _check_origin(path, meta, cfg, list(fresh.agents))
+    if trial is not None and meta.trial != trial:
+        raise ResumeError(f"{path / META}: holds trial {meta.trial}, this is trial {trial}")
     _check_params(path, arrays)
     params = {}
     for name, agent in fresh.agents.items():

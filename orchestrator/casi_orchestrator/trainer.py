@@ -291,7 +291,7 @@ class Trainer:
         return False
 
     def _resume(self) -> None:
-        resumed = read_state(self.checkpoints.path, self.cfg, self.state)
+        resumed = read_state(self.checkpoints.path, self.cfg, self.state, self.trial)
         for m in self.fleet.members:
             m.params = resumed.params[m.name]
         try:

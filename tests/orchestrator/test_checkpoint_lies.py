@@ -187,7 +187,15 @@ def test_every_meta_field_is_type_checked_and_nothing_changes(
     refused(cfg, tmp_path, f"checkpoint/meta.json: {why}")
 
 
-def test_missing_meta_keys_and_a_list_for_meta_are_refused(
+def test_a_checkpoint_of_another_trial_is_refused(
+    tmp_path: Path, finished_trial: tuple[Any, Path]
+) -> None:
+    cfg, ckpt = finished_trial
+    edit_meta(ckpt, lambda d: d["meta"].update(trial=1))
+    refused(cfg, tmp_path, "checkpoint/meta.json: holds trial 1, this is trial 0")
+
+
+def test_a_missing_meta_key_is_refused(
     tmp_path: Path, finished_trial: tuple[Any, Path]
 ) -> None:
     cfg, ckpt = finished_trial
