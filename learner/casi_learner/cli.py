@@ -62,6 +62,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "of --max-message-mb, MB x 2**20 / 16)",
     )
     p.add_argument(
+        "--reply-budget-mb",
+        type=int,
+        default=None,
+        help="MB of replies held for clients that have not read them yet; a reply past it "
+        "is refused with RESOURCE_EXHAUSTED (default: twice --max-message-mb)",
+    )
+    p.add_argument(
         "--grace",
         type=float,
         default=30.0,
@@ -87,6 +94,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--threads must be >= 1, got {args.threads}")
     if args.max_message_mb < 1:
         p.error(f"--max-message-mb must be >= 1, got {args.max_message_mb}")
+    if args.reply_budget_mb is not None and args.reply_budget_mb < args.max_message_mb:
+        p.error(
+            f"--reply-budget-mb ({args.reply_budget_mb}) must be >= --max-message-mb "
+            f"({args.max_message_mb}): one reply of the message limit must fit"
+        )
     if args.max_params is not None and args.max_params < 1:
         p.error(f"--max-params must be >= 1, got {args.max_params}")
     if args.token is None:
@@ -158,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             tls_key=args.tls_key,
             tls_client_ca=args.tls_client_ca,
             max_message_mb=args.max_message_mb,
+            reply_budget_mb=args.reply_budget_mb,
         )
     except OSError as exc:
         print(f"casi-learner: {exc}", file=sys.stderr)

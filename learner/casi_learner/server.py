@@ -3,6 +3,14 @@
 The model code (``casi_proto.api.Net``) never sees grpc. A ``NetError`` it raises
 becomes its status code and message; any other exception becomes ``INTERNAL``
 with a sentence, and the server keeps serving.
+
+Memory held for slow or stalled clients is bounded: every reply is counted against a budget
+of bytes (``reply_budget_mb``) from the moment it is built until its call ends, that is until
+the client has read it or is gone; a reply that would pass the budget is not sent, the call
+fails with RESOURCE_EXHAUSTED at once. Each connection may open at most
+``MAX_STREAMS_PER_CONNECTION`` calls at a time, the server runs at most ``MAX_CONCURRENT_RPCS``
+handlers (more are refused with RESOURCE_EXHAUSTED), and a connection that does not answer the
+server's keepalive pings (a peer that stopped reading) is closed, which frees its replies.
 """
 
 from __future__ import annotations
@@ -31,17 +39,59 @@ NET_SERVICE = net_pb2.DESCRIPTOR.services_by_name["Net"].full_name
 R = TypeVar("R")
 # The NetServicer of each server built here, so that shutdown can wait for its calls.
 _SERVICERS: weakref.WeakKeyDictionary[grpc.Server, NetServicer] = weakref.WeakKeyDictionary()
+MAX_STREAMS_PER_CONNECTION = 16
+MAX_CONCURRENT_RPCS = 64
+KEEPALIVE_MS = 60_000  # the server pings every connection this often...
+KEEPALIVE_TIMEOUT_MS = 20_000  # ...and closes one that does not answer within this
+MB = 1024 * 1024
 
 
 def _status(code: str) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, code, grpc.StatusCode.INTERNAL)
 
 
+class ReplyBudget:
+    """Bytes of replies built and not yet read by their clients, up to ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def check(self, method: str, size: int) -> None:
+        """Raises RESOURCE_EXHAUSTED if ``size`` more bytes would pass the limit."""
+        if self.used + size > self.limit:
+            self._refuse(method, self.used, size)
+
+    def take(self, method: str, size: int) -> None:
+        """Counts ``size`` bytes; raises RESOURCE_EXHAUSTED if they would pass the limit."""
+        with self._lock:
+            if self.used + size <= self.limit:
+                self.used += size
+                return
+            used = self.used
+        self._refuse(method, used, size)
+
+    def _refuse(self, method: str, used: int, size: int) -> None:
+        raise NetError(
+            "RESOURCE_EXHAUSTED",
+            f"{method}: the learner holds {used / MB:.1f} MB of replies that their clients "
+            f"have not read yet, and this {size / MB:.1f} MB one would pass its limit of "
+            f"{self.limit / MB:g} MB (casi-learner --reply-budget-mb); try again later",
+        )
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self.used -= size
+
+
 class NetServicer(net_pb2_grpc.NetServicer):
     """Serves one ``Net`` object; calls into it one at a time."""
 
-    def __init__(self, net: Net) -> None:
+    def __init__(self, net: Net, reply_budget: int = 512 * MB) -> None:
         self.net = net
+        self.budget = ReplyBudget(reply_budget)
+        self._last_size: dict[str, int] = {}  # of each method's last reply
         self._lock = threading.Lock()
         self._idle = threading.Condition()
         self._in_flight = 0
@@ -55,8 +105,13 @@ class NetServicer(net_pb2_grpc.NetServicer):
         with self._idle:
             self._in_flight += 1
         try:
+            # Refused before the reply is built, when one like the last would not fit:
+            # memory freed after building it would mostly stay with the process.
             with self._lock:
-                return call()
+                self.budget.check(method, self._last_size.get(method, 0))
+                reply = call()
+                self._count(method, context, reply)
+            return reply
         except NetError as exc:
             failure = (_status(exc.code), exc.message)
         except Exception as exc:  # the server must outlive any bad request
@@ -72,6 +127,13 @@ class NetServicer(net_pb2_grpc.NetServicer):
                 self._idle.notify_all()
         context.abort(*failure)
         raise AssertionError("unreachable")  # context.abort always raises
+
+    def _count(self, method: str, context: grpc.ServicerContext, reply: Any) -> None:
+        """Holds ``reply``'s size in the budget until the call ends."""
+        size = self._last_size[method] = reply.ByteSize()
+        self.budget.take(method, size)
+        if not context.add_callback(lambda: self.budget.give(size)):
+            self.budget.give(size)  # the call has ended already
 
     def Init(self, request: net_pb2.NetCfg, context: grpc.ServicerContext) -> Any:
         return self._run("Init", context, lambda: self.net.init(request))
@@ -148,15 +210,25 @@ def build_server(
     tls_key: PemSource = None,
     tls_client_ca: PemSource = None,
     max_message_mb: int = 256,
+    reply_budget_mb: int | None = None,
     max_workers: int = 8,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A started server for ``net`` on ``host:port`` (port 0 picks a free one).
+
+    ``reply_budget_mb`` (default twice ``max_message_mb``) bounds the replies held for
+    clients that have not read them. An empty ``token`` is a ValueError.
 
     Returns ``(server, bound port, health servicer)``; health reports SERVING for
     ``""`` and ``casi.v1.Net``. Raises ``OSError`` if the address cannot be bound.
     """
     creds = server_credentials(tls_cert, tls_key, tls_client_ca)
-    limit = max_message_mb * 1024 * 1024
+    limit = max_message_mb * MB
+    budget = (reply_budget_mb or 2 * max_message_mb) * MB
+    if budget < limit:
+        raise ValueError(
+            f"the reply budget ({budget // MB} MB) must hold one message of the limit "
+            f"({max_message_mb} MB)"
+        )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="casi-net"),
         interceptors=[TokenInterceptor(token)] if token is not None else [],
@@ -164,9 +236,14 @@ def build_server(
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
             ("grpc.so_reuseport", 0),
+            ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+            ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+            ("grpc.http2.max_pings_without_data", 0),
         ],
+        maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
     )
-    servicer = NetServicer(net)
+    servicer = NetServicer(net, budget)
     _SERVICERS[server] = servicer
     net_pb2_grpc.add_NetServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

@@ -108,7 +108,7 @@ class NetClient:
             details = f"no reply within the deadline of {timeout:g} s"
         elif code == grpc.StatusCode.UNAVAILABLE:
             details = f"not reachable after {attempts} attempt(s) ({details})"
-        elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        elif code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
             details = f"{details} (raise max_message_mb / --max-message-mb on both ends)"
         return NetError(code.name, f"{self.prefix}{method}: {details}")
 
