@@ -23,10 +23,12 @@ and a watchdog thread in each stops it when the orchestrator is gone, should tha
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -170,10 +172,28 @@ class LearnerPool:
             raise LearnerStartError(
                 f"learner of agent {name!r} at {address}: cannot read a TLS file ({exc})"
             ) from None
+        if _refused_on_loopback(address):
+            client.close()
+            raise LearnerStartError(
+                f"learner of agent {name!r} at {address}: nothing listens there (connection "
+                "refused); start the learner first, or fix the address"
+            )
+
+        def slow(waited: float, last: str) -> None:
+            print(
+                f"casi: still waiting for the learner of agent {name!r} at {address} "
+                f"({waited:.0f} s of learners.start_timeout = {self.cfg.start_timeout:g} s; "
+                f"last answer: {last})",
+                file=sys.stderr,
+                flush=True,
+            )
+
         try:
-            client.wait_ready(self.cfg.start_timeout)
+            client.wait_ready(self.cfg.start_timeout, on_slow=slow)
         except NetError as exc:
             client.close()
+            if exc.code == "UNIMPLEMENTED":
+                raise LearnerStartError(f"learner of agent {name!r}: {exc.message}") from None
             raise LearnerStartError(
                 f"learner of agent {name!r} at {address} is not reachable after "
                 f"{self.cfg.start_timeout:g} s: {exc.message}"
@@ -247,6 +267,26 @@ class LearnerPool:
             log.close()
         self._logs.clear()
         self.learners.clear()
+
+
+def _refused_on_loopback(address: str) -> bool:
+    """True if ``address`` is on this host and refuses a TCP connection (nobody listens)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        number = int(port)
+    except ValueError:
+        return False
+    if not loopback:
+        return False
+    try:
+        socket.create_connection((host, number), timeout=2.0).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _close_net(net: Net) -> None:

@@ -5,10 +5,17 @@ calls that are safe to repeat are retried, a bounded number of times and only
 on ``UNAVAILABLE``: Predict, GetParams and Train (idempotent by its ``step``).
 Every failure is a :class:`NetError` whose message starts with
 ``agent <name> at <address>: ``. Decoded arrays are read-only views of the reply.
+
+Reachability is asked of the standard gRPC health service. A learner that serves
+``casi.v1.Net`` without it (written from the proto alone) still plugs in: when the health
+service is missing, the client warns once and from then on probes the Net service with an
+empty Predict, which every learner answers (INVALID_ARGUMENT, FAILED_PRECONDITION...) without
+changing anything; a server that serves neither is refused at once, saying so.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -23,6 +30,11 @@ from casi_proto import codec
 from casi_proto.api import Params, Sequences
 from casi_proto.errors import UNAVAILABLE, NetError
 from casi_proto.tls import PemSource, channel_credentials
+
+log = logging.getLogger("casi_proto.client")
+UNIMPLEMENTED = "UNIMPLEMENTED"
+# Codes of a probe that did not reach a Net service that answers.
+_NO_ANSWER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 # Reconnect quickly after a learner restarts instead of gRPC's 1 s .. 120 s backoff. Not
 # grpc.min_reconnect_backoff_ms: gRPC also takes it as the connect timeout, so a value of
@@ -98,6 +110,7 @@ class NetClient:
         self._channel = channel
         self._stub = net_pb2_grpc.NetStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._no_health_service = False
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -141,17 +154,58 @@ class NetClient:
     # -- health -----------------------------------------------------------------
 
     def health(self, timeout: float = 1.0) -> str:
-        """The server's overall health status name (``SERVING``, ``NOT_SERVING``...)."""
+        """The server's overall health status name (``SERVING``, ``NOT_SERVING``...).
+
+        Without a health service on the server, ``SERVING`` if its Net service answers.
+        """
+        if self._no_health_service:
+            return self._probe_net(timeout)
         try:
             reply = self._health.Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.RpcError as exc:
-            raise self._fail("health check", exc, timeout, 1) from None
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:  # type: ignore[attr-defined]
+                raise self._fail("health check", exc, timeout, 1) from None
+            self._no_health_service = True
+            status = self._probe_net(timeout)
+            log.warning(
+                "%sthe learner does not serve the gRPC health service (grpc.health.v1.Health); "
+                "its reachability is checked with Net calls instead",
+                self.prefix,
+            )
+            return status
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
-    def wait_ready(self, timeout: float) -> None:
-        """Poll the health service until it reports SERVING, for at most ``timeout`` s."""
-        deadline = time.monotonic() + timeout
+    def _probe_net(self, timeout: float) -> str:
+        """SERVING if the Net service answers an empty Predict with any status of its own."""
+        try:
+            self._stub.Predict(net_pb2.Observations(), timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            code = exc.code()  # type: ignore[attr-defined]
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                raise NetError(
+                    UNIMPLEMENTED,
+                    f"{self.prefix}serves neither the gRPC health service nor casi.v1.Net "
+                    f"(Predict: {exc.details()}); is this a CASI learner?",  # type: ignore[attr-defined]
+                ) from None
+            if code in _NO_ANSWER:
+                raise self._fail("Net probe", exc, timeout, 1) from None
+        return "SERVING"
+
+    def wait_ready(
+        self,
+        timeout: float,
+        on_slow: Callable[[float, str], None] | None = None,
+        slow_every: float = 10.0,
+    ) -> None:
+        """Poll the health service until it reports SERVING, for at most ``timeout`` s.
+
+        ``on_slow(waited, last)`` is called every ``slow_every`` s of waiting with the last
+        answer. A server that serves neither health nor Net fails at once (UNIMPLEMENTED).
+        """
+        start = time.monotonic()
+        deadline = start + timeout
         last = "no answer"
+        told = 0
         while True:
             remaining = deadline - time.monotonic()
             try:
@@ -160,7 +214,13 @@ class NetClient:
                     return
                 last = f"health status {status}"
             except NetError as exc:
+                if exc.code == UNIMPLEMENTED:
+                    raise
                 last = exc.message.removeprefix(f"{self.prefix}health check: ")
+            waited = time.monotonic() - start
+            if on_slow is not None and waited >= slow_every * (told + 1) and waited < timeout:
+                told += 1
+                on_slow(waited, last)
             if time.monotonic() >= deadline:
                 raise NetError(
                     UNAVAILABLE,
