@@ -44,6 +44,8 @@ from casi_orchestrator.config import DEFAULT_TOKEN_ENV, LearnersCfg
 READY = re.compile(r"ready on (\S+)")
 INPROCESS = "inprocess"
 STOP_GRACE = 10.0
+RESTART_ATTEMPTS = 4  # starts tried when a local learner is replaced
+RESTART_BACKOFF = 1.0  # s before the second start, doubled before each one after
 
 
 class LearnerStartError(Exception):
@@ -107,6 +109,8 @@ def _tail(path: Path | None, n: int = 15) -> str:
 
 class LearnerPool:
     """Starts, connects and finally stops the learners of one run."""
+
+    python = sys.executable  # the interpreter that runs ``-m casi_learner``
 
     def __init__(self, cfg: LearnersCfg, log_dir: Path) -> None:
         self.cfg = cfg
@@ -206,7 +210,7 @@ class LearnerPool:
         log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
         self._logs.append(log)
         cmd = [
-            sys.executable, "-m", "casi_learner", "--port", "0", "--host", "127.0.0.1",
+            self.python, "-m", "casi_learner", "--port", "0", "--host", "127.0.0.1",
             "--policy", "torch", "--device", self.cfg.device,
             "--max-message-mb", str(self.cfg.max_message_mb), "--parent-pid", str(os.getpid()),
         ]  # fmt: skip
@@ -243,16 +247,39 @@ class LearnerPool:
         return Learner(name, net, address, proc, log_path)
 
     def restart(self, name: str) -> Learner:
-        """Replaces a dead locally started learner by a fresh process (not yet Init-ed)."""
+        """Replaces a dead locally started learner by a fresh process (not yet Init-ed).
+
+        A replacement that dies during its start is tried again, up to RESTART_ATTEMPTS
+        starts in all, RESTART_BACKOFF s apart and doubling; then LearnerStartError.
+        """
         old = self.learners[name]
         if not old.local:
             raise NetError(UNAVAILABLE, f"agent {name} at {old.address}: cannot restart it")
         _close_net(old.net)
         assert old.process is not None
         _stop(old.process)
-        new = self._start_local(name)
-        self.learners[name] = new
-        return new
+        for attempt in range(1, RESTART_ATTEMPTS + 1):
+            try:
+                new = self._start_local(name)
+            except LearnerStartError as exc:
+                if attempt == RESTART_ATTEMPTS:
+                    raise LearnerStartError(
+                        f"the local learner of agent {name!r} was lost and {attempt} starts "
+                        f"of a replacement failed; the last one: {exc}"
+                    ) from None
+                pause = RESTART_BACKOFF * 2 ** (attempt - 1)
+                first_line = str(exc).splitlines()[0]
+                print(
+                    f"casi: start {attempt} of {RESTART_ATTEMPTS} of a replacement learner for "
+                    f"agent {name!r} failed ({first_line}); trying again in {pause:g} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                time.sleep(pause)
+                continue
+            self.learners[name] = new
+            return new
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         """Closes every connection and stops every process this pool started."""
