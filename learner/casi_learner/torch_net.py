@@ -431,7 +431,9 @@ class TorchNet:
     def _snapshot(self) -> tuple[dict[str, torch.Tensor], dict]:  # type: ignore[type-arg]
         model, optim = self._ready(), self._optimizer()
         tensors = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        return tensors, copy.deepcopy(optim.state_dict())
+        full = optim.state_dict()
+        state = {i: {k: _clone(v) for k, v in slots.items()} for i, slots in full["state"].items()}
+        return tensors, {"state": state, "param_groups": copy.deepcopy(full["param_groups"])}
 
     def _restore(self, saved: tuple[dict[str, torch.Tensor], dict]) -> None:  # type: ignore[type-arg]
         model = self._ready()
@@ -446,13 +448,15 @@ class TorchNet:
             if not math.isfinite(v):
                 raise _NonFinite(f"{k} ({v})")
         model, optim = self._ready(), self._optimizer()
-        for name, param in model.named_parameters():
-            if not bool(torch.isfinite(param).all()):
-                raise _NonFinite(f"parameter {name}")
+        named = [(f"parameter {name}", p.detach()) for name, p in model.named_parameters()]
         for slots in optim.state.values():
-            for slot, value in slots.items():
-                if torch.is_tensor(value) and not bool(torch.isfinite(value).all()):
-                    raise _NonFinite(f"optimizer slot {slot}")
+            named += [(f"optimizer slot {k}", v) for k, v in slots.items() if torch.is_tensor(v)]
+        norms = torch._foreach_norm([t.float() for _, t in named])
+        if bool(torch.stack(norms).isfinite().all()):  # a NaN or inf anywhere makes its norm so
+            return
+        for what, t in named:  # a norm may also overflow: look at the values
+            if not bool(torch.isfinite(t).all()):
+                raise _NonFinite(what)
 
     def _check_optimizer_state(
         self, model: ActorCritic, state: Mapping[str, np.ndarray]
@@ -491,6 +495,10 @@ def _check_row_bytes(field: str, rows: int, model: ActorCritic) -> int:
 
 class _NonFinite(Exception):
     """A Train update that gave a non-finite number; the message names what."""
+
+
+def _clone(value: object) -> object:
+    return value.clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
 
 
 def _largest_input(batch: Sequences) -> str:
