@@ -74,6 +74,7 @@ def test_huge_init_hidden_is_invalid_argument_naming_the_limit(server: grpc.Chan
     assert call_raw(server, "Predict", _obs([2, 10], bytes(80))).values.shape == [2]
 
 
+@pytest.mark.expensive  # a casi-learner subprocess per case
 @pytest.mark.parametrize(
     ("flags", "limit"),
     [(("--max-params", "1000"), 1000), (("--max-message-mb", "1"), 2**20 // 16)],
