@@ -8,7 +8,7 @@ CONFIG ?= experiments/exp2_honest.toml
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup proto test test-fast lint experiment experiments bench bench-worlds clean
+.PHONY: help setup proto test test-fast lint experiment experiments bench bench-worlds fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ experiments: $(STAMP) ## run every experiment in experiments/ (3 trials each), t
 
 bench: $(STAMP) ## run the benchmarks in bench/ (never part of the tests)
 	for b in sim link profile_iteration start learn scale; do $(PY) bench/$$b.py || exit $$?; done
+
+fuzz: $(STAMP) ## the property-based fuzz suites with a long budget (CASI_FUZZ_EXAMPLES, 2000 each)
+	CASI_FUZZ_EXAMPLES=$${CASI_FUZZ_EXAMPLES:-2000} $(PY) -m pytest -q tests/proto/test_fuzz_wire.py tests/orchestrator/test_fuzz_loaders.py $(ARGS)
 
 bench-worlds: $(STAMP) ## agent-steps to 0.9 per world size, exp5's settings then with masking (hours)
 	$(PY) bench/worlds.py && $(PY) bench/worlds.py --settings masked:algorithm.mask_pointless=true
