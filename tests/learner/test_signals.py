@@ -15,11 +15,13 @@ from ..conftest import READY, ROOT, START_WAIT
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals")
 EXIT_WAIT = 30.0  # s a learner may take to exit after the storm (a busy machine)
+PROMPT = 3.0  # s: the orchestrator's DEATH_WAIT for a local learner that failed a call
+proc_line: dict[int, str] = {}
 
 
 def start_learner(*args: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "casi_learner", "--policy", "honest", *args],
+        [sys.executable, "-m", "casi_learner", "--policy", "honest", *args],  # last one counts
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -32,6 +34,7 @@ def start_learner(*args: str) -> subprocess.Popen[str]:
     if not READY.match(line):
         proc.kill()
         raise AssertionError(f"no ready line ({line!r}): {proc.communicate()[1]}")
+    proc_line[proc.pid] = line
     return proc
 
 
@@ -76,3 +79,21 @@ def test_two_sigterms_in_quick_succession_exit_0() -> None:
     os.kill(proc.pid, signal.SIGTERM)
     code, err = exit_status(proc)
     assert code == 0, err
+
+
+@pytest.mark.expensive
+def test_a_torch_learner_exits_promptly_after_sigterm() -> None:
+    from casi_proto.client import NetClient
+    from casi_proto.compliance import NetContract
+
+    proc = start_learner("--policy", "torch", "--threads", "1")
+    address = READY.match(proc_line[proc.pid]).group(1)  # type: ignore[union-attr]
+    with NetClient(address) as client:
+        client.wait_ready(60.0)
+        client.init(NetContract().make_cfg())
+    started = time.monotonic()
+    os.kill(proc.pid, signal.SIGTERM)
+    code, err = exit_status(proc)
+    took = time.monotonic() - started
+    assert code == 0, err
+    assert took < PROMPT, f"{took:.1f} s from SIGTERM to exit"
