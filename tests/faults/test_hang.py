@@ -93,8 +93,8 @@ episodes = 16
 [checkpoint]
 every = 1000
 [learners]
-rpc_timeout = 5
-train_timeout = 5
+rpc_timeout = 15  # a torch learner's first Init takes 5-8 s on a loaded 2-core machine
+train_timeout = 15
 """
 
 
@@ -120,11 +120,11 @@ def test_a_hung_local_learner_ends_the_cli_run_at_the_deadline(tmp_path: Path) -
         if learner_pid and Path(f"/proc/{learner_pid}").exists():
             os.kill(learner_pid, signal.SIGKILL)  # a stopped process ignores all but SIGKILL
     assert proc.returncode == 1, err[-2000:]
-    assert time.monotonic() - stopped < 20
+    assert time.monotonic() - stopped < 45
     assert "Traceback" not in err
     message = " ".join(err.split())
     assert "agent a0 at 127.0.0.1:" in message
-    assert "no reply within the deadline of 5 s" in message
+    assert "no reply within the deadline of 15 s" in message
     assert "is checkpointed in" in message
     # the stopped learner was stopped for good (SIGTERM, then SIGCONT to act on it)
     assert not survived
