@@ -195,9 +195,7 @@ def test_a_checkpoint_of_another_trial_is_refused(
     refused(cfg, tmp_path, "checkpoint/meta.json: holds trial 1, this is trial 0")
 
 
-def test_a_missing_meta_key_is_refused(
-    tmp_path: Path, finished_trial: tuple[Any, Path]
-) -> None:
+def test_a_missing_meta_key_is_refused(tmp_path: Path, finished_trial: tuple[Any, Path]) -> None:
     cfg, ckpt = finished_trial
     edit_meta(ckpt, lambda d: d["meta"].pop("agents"))
     refused(cfg, tmp_path, "meta.json: meta.agents: Field required")
