@@ -7,7 +7,6 @@ The budget is CASI_FUZZ_EXAMPLES examples per property (default 60), e.g.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from casi_orchestrator.resume import ResumeError, new_state, read_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .test_checkpoint_lies import reseal
 from .test_trainer import config, run_trial
 
 EXAMPLES = int(os.environ.get("CASI_FUZZ_EXAMPLES", "60"))
@@ -167,14 +167,6 @@ def arrays_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     write_checkpoint(path, arrays, {"iteration": 3})
     return path
-
-
-def reseal(path: Path) -> None:
-    manifest = json.loads((path / "manifest.json").read_text())
-    for name in manifest["files"]:
-        data = (path / name).read_bytes()
-        manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    (path / "manifest.json").write_text(json.dumps(manifest))
 
 
 @st.composite
