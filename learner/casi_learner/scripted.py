@@ -18,8 +18,8 @@ from casi_proto.errors import precondition
 from casi_proto.validate import (
     check_hidden_batch,
     check_net_cfg,
-    check_obs,
     check_optim_cfg,
+    check_predict_obs,
     check_sequences,
     check_state,
     check_version,
@@ -91,12 +91,7 @@ class ScriptedNet:
 
     def predict(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self._need_init("Predict")
-        rows: int | str = "B"
-        if cfg.recurrent:
-            if self._hidden_batch is None:
-                raise precondition("recurrent model: call InitHidden(batch) before Predict")
-            rows = self._hidden_batch
-        check_obs(obs, cfg.obs_dim, rows)
+        check_predict_obs(obs, cfg.obs_dim, cfg.recurrent, self._hidden_batch)
         b = obs.shape[0]
         return np.broadcast_to(self._row, (b, self._row.size)).copy(), np.zeros(b, np.float32)
 

@@ -39,8 +39,8 @@ from casi_proto.validate import (
     SEQUENCE_FLOATS,
     check_hidden_batch,
     check_net_cfg,
-    check_obs,
     check_optim_cfg,
+    check_predict_obs,
     check_sequences,
     check_state,
     check_version,
@@ -168,6 +168,7 @@ class TorchNet:
         self._optim: torch.optim.Optimizer | None = None
         self._hidden: Hidden | None = None
         self._hidden_batch: int | None = None
+        self._widest = 0  # the widest layer of the model, for MAX_ROW_BYTES
         self._last_step: int | None = None
         self._last_loss: dict[str, float] | None = None
 
@@ -182,6 +183,7 @@ class TorchNet:
             self._optim_cfg = net_pb2.OptimCfg()
             self._optim_cfg.CopyFrom(cfg.optim)
             self._model = self._build(cfg)
+            self._widest = _widest(self._model)
             self._optim = make_optimizer(self._model, self._optim_cfg)
             self._hidden, self._hidden_batch = None, None
             self._last_step, self._last_loss = None, None
@@ -197,7 +199,7 @@ class TorchNet:
     def init_hidden(self, batch: int) -> None:
         with self._lock:
             model = self._ready()
-            rows = _check_row_bytes("HiddenCfg.batch", check_hidden_batch(batch), model)
+            rows = _check_row_bytes("HiddenCfg.batch", check_hidden_batch(batch), self._widest)
             self._hidden_batch = rows
             if model.recurrent:
                 self._hidden = model.zero_hidden(self._hidden_batch, self.device)
@@ -206,13 +208,8 @@ class TorchNet:
         with self._lock:
             self._use_threads()
             model = self._ready()
-            rows: int | str = "B"
-            if model.recurrent:
-                if self._hidden_batch is None:
-                    raise precondition("recurrent model: call InitHidden(batch) before Predict")
-                rows = self._hidden_batch
-            check_obs(obs, model.obs_dim, rows)
-            _check_row_bytes("obs", obs.shape[0], model)
+            check_predict_obs(obs, model.obs_dim, model.recurrent, self._hidden_batch)
+            _check_row_bytes("obs", obs.shape[0], self._widest)
             with torch.inference_mode():
                 logits, values, hidden = model.step(_tensor(obs, self.device), self._hidden)
             if model.recurrent:
@@ -480,10 +477,15 @@ class TorchNet:
         return out
 
 
-def _check_row_bytes(field: str, rows: int, model: ActorCritic) -> int:
-    """``rows`` if their activations fit MAX_ROW_BYTES for this model, else INVALID_ARGUMENT."""
+def _widest(model: ActorCritic) -> int:
+    """The widest layer of ``model``, its input included."""
     linears = (m for m in model.modules() if isinstance(m, torch.nn.Linear))
-    widest = max(model.obs_dim, *(m.out_features for m in linears))
+    return max(model.obs_dim, *(m.out_features for m in linears))
+
+
+def _check_row_bytes(field: str, rows: int, widest: int) -> int:
+    """``rows`` if their activations fit MAX_ROW_BYTES for a model ``widest`` wide, else
+    INVALID_ARGUMENT."""
     need = rows * widest * 8
     if need > MAX_ROW_BYTES:
         raise invalid(

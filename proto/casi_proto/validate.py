@@ -20,6 +20,7 @@ from casi.v1 import net_pb2
 from casi_proto import PROTOCOL_VERSION
 from casi_proto.api import Sequences
 from casi_proto.errors import invalid, precondition
+from casi_proto.heads import head_slices
 from casi_proto.names import ACTIVATION_NAMES, LOSSES, N_INTENTIONS, OPTIMIZERS
 
 Shape = Sequence[int | str]
@@ -139,6 +140,19 @@ def check_obs(obs: Any, obs_dim: int, rows: int | str = "B") -> np.ndarray:
     return obs
 
 
+def check_predict_obs(
+    obs: Any, obs_dim: int, recurrent: bool, hidden_batch: int | None
+) -> np.ndarray:
+    """Predict's observations; a recurrent model needs InitHidden first, then exactly its
+    batch of rows."""
+    rows: int | str = "B"
+    if recurrent:
+        if hidden_batch is None:
+            raise precondition("recurrent model: call InitHidden(batch) before Predict")
+        rows = hidden_batch
+    return check_obs(obs, obs_dim, rows)
+
+
 def check_sequences(batch: Sequences, obs_dim: int, head_sizes: Sequence[int]) -> Sequences:
     """Train's batch: shapes and dtypes, finite values, actions inside their heads, a 0/1 mask."""
     heads = np.asarray(head_sizes)
@@ -180,9 +194,8 @@ def check_action_mask(
     allowed = check_array("action_mask", allowed, np.float32, (b, t, int(sum(head_sizes))))
     check_zero_one("action_mask", allowed)
     acted = mask > 0
-    start = 0
-    for h, size in enumerate(head_sizes):
-        head = allowed[:, :, start : start + size]
+    for h, cols in enumerate(head_slices(head_sizes)):
+        head = allowed[:, :, cols]
         empty = acted & (head.sum(axis=-1) == 0)
         if empty.any():
             i, j = (int(v) for v in np.argwhere(empty)[0])
@@ -195,7 +208,6 @@ def check_action_mask(
                 f"action_mask: the sampled action {actions[i, j, h]} of head {h} at [{i}, {j}] "
                 "is masked out"
             )
-        start += size
     return allowed
 
 
