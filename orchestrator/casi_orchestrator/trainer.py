@@ -178,6 +178,7 @@ class Trainer:
             self.state.final_eval = result.metrics
             self.streams.evaluation(it, result)
             row.update(csv_row(it, self.state.agent_steps, result, {}, losses, bonus_means))
+            row["wall_time"] = round(self.wall_time(), 3)  # as every evaluated row: after it
         if self.cfg.log.iteration_csv:
             self.out.row(row)
         self.out.flush()
