@@ -117,14 +117,20 @@ def test_truthful_answer_then_correct_guess_pays_the_answerer(make_sim):
     assert rewards(act(sim, {0: right(cfg, w, goal)})) == ([1100, HELPFUL], [1100, HELPFUL])
 
 
-def test_answer_delivered_in_the_step_of_the_guess_counts(make_sim):
-    cfg = game(incentives={"reward_helpful_answer": HELPFUL})
+def asked_then_guessed_as_answered(make_sim, **incentives):
+    """Agent 0 asks 1 about its goal, then guesses it right in the step where 1's truthful answer
+    arrives; the outputs of that step."""
+    cfg = game(incentives=incentives)
     sim = make_sim(cfg)
     sim.reset()
     w = world(sim)
     goal = w["goal"][0][0]
     act(sim, {0: ask_action(cfg, 1, goal)})
-    out = act(sim, {0: right(cfg, w, goal)}, {(1, 0): COMPLETE_TRUTH})
+    return act(sim, {0: right(cfg, w, goal)}, {(1, 0): COMPLETE_TRUTH})
+
+
+def test_answer_delivered_in_the_step_of_the_guess_counts(make_sim):
+    out = asked_then_guessed_as_answered(make_sim, reward_helpful_answer=HELPFUL)
     assert rewards(out) == ([1100, HELPFUL], [1100, HELPFUL])
 
 
@@ -188,13 +194,7 @@ def test_every_truthful_answerer_is_paid_but_not_one_done_before_the_step(make_s
 
 
 def test_helpful_reward_comes_before_the_prosocial_term(make_sim):
-    cfg = game(incentives={"reward_helpful_answer": HELPFUL, "prosocial": 0.5})
-    sim = make_sim(cfg)
-    sim.reset()
-    w = world(sim)
-    goal = w["goal"][0][0]
-    act(sim, {0: ask_action(cfg, 1, goal)})
-    out = act(sim, {0: right(cfg, w, goal)}, {(1, 0): COMPLETE_TRUTH})
+    out = asked_then_guessed_as_answered(make_sim, reward_helpful_answer=HELPFUL, prosocial=0.5)
     assert rewards(out) == ([1100 + HELPFUL / 2, HELPFUL + 550], [1100, HELPFUL])
 
 
