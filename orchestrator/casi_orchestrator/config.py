@@ -177,7 +177,7 @@ class EvalCfg(Section):
 
 
 class LogCfg(Section):
-    """Which streams are written (events.jsonl, iterations.csv)."""
+    """Which streams are written (events.jsonl, iterations.csv, TensorBoard)."""
 
     action_probs: bool = False
     """Mean action probabilities per head, per iteration and agent."""
@@ -197,6 +197,8 @@ class LogCfg(Section):
     """Losses per iteration, evaluation metrics and backtracking events."""
     obs_summary: bool = False
     """Mean of every observation entry over the rollout, per iteration and agent."""
+    tensorboard: bool = True
+    """TensorBoard event files in ``trial-<k>/tb/`` (scalars of iterations.csv, ``comm/``)."""
     trajectories: bool = False
     """The first evaluation episode step by step, per evaluation."""
 
