@@ -101,17 +101,21 @@ class Fleet:
             try:
                 return phase()
             except NetError:
-                failed = dict(self._failed)
-                local = any(m.learner.local for m in self.members if m.name in failed)
-                dead = self._dead(wait=DEATH_WAIT if local else 0.0)
-                lost = [m for m in self.members if m.name in failed and m.learner.remote]
-                if not (dead or lost) or attempt == RECOVERY_ATTEMPTS - 1:
+                if attempt == RECOVERY_ATTEMPTS - 1 or not self._recover():
                     raise
-                for member in dead:
-                    self._revive(member)
-                for member in lost:
-                    self._reconnect(member, failed[member.name])
         raise AssertionError("unreachable")
+
+    def _recover(self) -> bool:
+        """Brings back the learners the failed phase lost; False if it lost none."""
+        failed = dict(self._failed)
+        local = any(m.learner.local for m in self.members if m.name in failed)
+        dead = self._dead(wait=DEATH_WAIT if local else 0.0)
+        lost = [m for m in self.members if m.name in failed and m.learner.remote]
+        for member in dead:
+            self._revive(member)
+        for member in lost:
+            self._reconnect(member, failed[member.name])
+        return bool(dead or lost)
 
     def _dead(self, wait: float) -> list[Member]:
         """Locally started learners whose process exited (waiting up to ``wait`` s for one)."""
@@ -151,10 +155,28 @@ class Fleet:
         self.on_recovered("learner_reconnected", member)
 
     def _revive(self, member: Member) -> None:
-        """Restarts a dead local learner and gives it back its last parameters."""
-        member.learner = self.pool.restart(member.name)
-        self._give_back(member)
+        """Restarts a dead local learner and gives it back its last parameters.
+
+        A replacement that dies too while it is given them is replaced again.
+        """
+        for attempt in range(RECOVERY_ATTEMPTS):
+            member.learner = self.pool.restart(member.name)
+            try:
+                self._give_back(member)
+                break
+            except NetError:
+                if attempt == RECOVERY_ATTEMPTS - 1 or not self._exited(member):
+                    raise
         self.on_recovered("learner_restarted", member)
+
+    def _exited(self, member: Member) -> bool:
+        """Whether a local learner's process exits within ``DEATH_WAIT`` s."""
+        deadline = time.monotonic() + DEATH_WAIT
+        while member.learner.alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     def _give_back(self, member: Member) -> None:
         """Init, then the parameters and optimizer state of the last completed Train."""

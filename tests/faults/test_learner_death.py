@@ -137,6 +137,40 @@ def test_a_killed_local_learner_is_restarted_and_the_run_is_unchanged(
     assert [(e["iteration"], e["agent"]) for e in restarts] == [(at, "a0")]
 
 
+@pytest.mark.parametrize("method", ["init", "set_params"])
+def test_a_replacement_that_dies_while_it_is_given_back_its_state_is_replaced_again(
+    tmp_path: Path, plain: list[dict[str, str]], method: str
+) -> None:
+    def prepare(trainer: Trainer, pool: LearnerPool) -> None:
+        learner = pool.learners["a0"]
+        assert learner.process is not None
+        first = learner.process
+        kill_inside(trainer, learner.net, "predict", lambda: (first.kill(), first.wait()))
+        restart, replacements = pool.restart, []
+
+        def restart_and_doom_the_first(name: str) -> Any:
+            new = restart(name)
+            replacements.append(new.process)
+            if len(replacements) == 1:
+                doomed = new.process
+                original = getattr(new.net, method)
+
+                def die_first(*args: Any) -> Any:
+                    doomed.kill()
+                    doomed.wait()
+                    return original(*args)
+
+                setattr(new.net, method, die_first)
+            return new
+
+        pool.restart = restart_and_doom_the_first  # type: ignore[method-assign]
+
+    rows = run_trial(load_config(SMOKE), tmp_path, prepare=prepare)
+    assert without_wall_time(rows) == plain
+    restarts = [e for e in events(tmp_path) if e.get("event") == "learner_restarted"]
+    assert [(e["iteration"], e["agent"]) for e in restarts] == [(KILL_AT, "a0")]
+
+
 def test_a_remote_learner_that_comes_back_in_time_is_restored(
     tmp_path: Path, plain: list[dict[str, str]], learners: Callable[..., LearnerProcess]
 ) -> None:
