@@ -135,9 +135,9 @@ def record(
         questions.append([j, a])
         knew.append(bool(before.known[b, j, a]))
         delivered = not before.done[b, j] and played_intentions[j][q] != IGNORE
-        kind = int(sim._channels.answer_kind[b, q, j, a])
+        said = int(sim._channels.answer_kind[b, q, j, a])
         value = int(sim._channels.answer_value[b, q, j, a])
-        answers.append([kind, value] if delivered and kind != ANSWER_NONE else None)
+        answers.append([said, value] if delivered and said != ANSWER_NONE else None)
     guesses = info["guesses"][b]
     return Turn(
         step=t + 1,
@@ -287,7 +287,7 @@ def world_lines(
     values = state["values"][b]
     out = ["world: " + ", ".join(f"{attr(a)} = {int(v)}" for a, v in enumerate(values))]
     for i, kind in enumerate(cfg.agents):
-        direct = ", ".join(attr(a) for a in np.flatnonzero(state["direct"][b, i]))
-        goal = ", ".join(attr(a) for a in np.flatnonzero(state["goal"][b, i]))
+        direct = ", ".join(attr(int(a)) for a in np.flatnonzero(state["direct"][b, i]))
+        goal = ", ".join(attr(int(a)) for a in np.flatnonzero(state["goal"][b, i]))
         out.append(f"{names[i]} ({kind}) knows {direct}; must find {goal}")
     return out
