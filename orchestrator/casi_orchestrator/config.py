@@ -41,6 +41,7 @@ from pydantic import (
 )
 
 GAME_KEYS = ("max_steps", "init", "end_on_first_win", "attrs", "incentives")
+SECTIONS = ("algorithm", "bonus", "backtracking", "eval", "log", "checkpoint", "learners")
 DEFAULT_TOKEN_ENV = "CASI_TOKEN"
 MAX_FILE_BYTES = 1 << 20
 MAX_NAME_BYTES = 100
@@ -52,9 +53,10 @@ _BAD_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class Section(BaseModel):
-    """Base of every config model: unknown keys are errors."""
+    """Base of every config model: unknown keys are errors, and values are never coerced
+    (``"10"`` is not an integer, ``"yes"`` not a boolean; an integer is a fine float)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
 
 
 class AgentSpec(Section):
@@ -392,21 +394,58 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+_EXPECTED = {
+    "int_type": "expected an integer, written without quotes or a decimal point",
+    "float_type": "expected a number, written without quotes",
+    "bool_type": "expected true or false, written without quotes",
+    "string_type": "expected a string, in quotes",
+    "list_type": "expected a list [...]",
+    "model_type": "expected a table",
+    "dict_type": "expected a table",
+}
+_TOML_TYPES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+
+
+def _unknown(loc: tuple[Any, ...], got: Any) -> str:
+    """'unknown key/section' with the closest valid name, or the valid names."""
+    key, known = str(loc[-1]), _known_keys(loc[:-1])
+    what = "section" if len(loc) == 1 and isinstance(got, dict) else "key"
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"unknown {what}; did you mean {close[0]!r}?"
+    if not known:
+        return f"unknown {what} (check its spelling and section)"
+    if len(loc) == 1:
+        sections = [k for k in known if k in SECTIONS]
+        plain = [k for k in known if k not in SECTIONS]
+        names = sections if what == "section" else plain
+        return f"unknown {what}; the {what}s are {', '.join(names)} (check its spelling)"
+    table = _dotted(loc[:-1])
+    table = f"[{table}]" if len(loc) == 2 else table
+    return f"unknown {what}; the keys of {table} are {', '.join(known)}"
+
+
 def _describe(err: Any) -> str:
+    """One error of pydantic in words: what was expected, and the value got."""
     msg = str(err["msg"]).removeprefix("Value error, ")
     kind = err.get("type", "")
+    got = err.get("input")
     if kind == "extra_forbidden":
-        key = str(err["loc"][-1])
-        close = difflib.get_close_matches(key, _known_keys(tuple(err["loc"][:-1])), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else " (check its spelling and section)"
-        return f"unknown key{hint}"
+        return _unknown(tuple(err["loc"]), got)
     if kind == "missing":
         return "required key is missing"
-    got = err.get("input")
+    if kind in _EXPECTED:
+        msg = _EXPECTED[kind]
+        if type(got) in _TOML_TYPES:
+            return f"{msg} (got {_short(got)}, {_TOML_TYPES[type(got)]})"
     if isinstance(got, dict | list) or got is None:
         return msg
-    text = repr(got)
-    return f"{msg} (got {text if len(text) <= 60 else text[:57] + '...'})"
+    return f"{msg} (got {_short(got)})"
+
+
+def _short(value: Any) -> str:
+    text = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _error_lines(source: str, errors: list[Any], prefix: tuple[Any, ...] = ()) -> list[str]:
@@ -640,7 +679,7 @@ def _game_errors(source: str, kinds: list[Any], game: dict[str, Any]) -> list[st
     if not 2 <= len(kinds) <= 16 or any(k not in valid_kinds for k in kinds):
         kinds = ["?"]  # the agents list is checked and reported by RunConfig
     try:
-        GameConfig(agents=kinds, **game)
+        GameConfig.model_validate({"agents": kinds, **game}, strict=True)
     except ValidationError as exc:
         return [line for line in _error_lines(source, exc.errors()) if ": agents" not in line]
     return []
