@@ -63,6 +63,7 @@ class Turn:
     values: list[int]  # the world's true values
     guess: list[int | None]  # the outcome (GUESS_OUTCOMES) of each slot's guess, or None
     reward: list[float]  # the step reward
+    own_reward: list[float]  # the step reward without the prosocial share of the others'
     won: list[bool]  # won in this step
     done: list[bool]  # done after the step
 
@@ -151,6 +152,7 @@ def record(
         values=[int(v) for v in sim._worlds.values[b]],
         guess=[int(np.argmax(g)) if g.any() else None for g in guesses],
         reward=[float(r) for r in reward[b]],
+        own_reward=[float(r) for r in info["own_reward"][b]],
         won=[bool(w) for w in info["won"][b]],
         done=[bool(d) for d in sim._progress.done[b]],
     )
@@ -198,9 +200,16 @@ def lines(cfg: GameConfig, turn: Turn, names: list[str] | None = None) -> list[s
     for i in range(cfg.n_agents):
         if turn.won[i]:
             out.append(f"{names[i]} has solved all its goals and wins")
-    rewards = [f"{names[i]} {turn.reward[i]:+g}" for i in range(cfg.n_agents) if turn.acting[i]]
+    rewards = [_reward_words(turn, i, names) for i in range(cfg.n_agents) if turn.acting[i]]
     out.append("rewards: " + ", ".join(rewards))
     return out
+
+
+def _reward_words(turn: Turn, i: int, names: list[str]) -> str:
+    words = f"{names[i]} {turn.reward[i]:+g}"
+    if turn.own_reward[i] != turn.reward[i]:
+        words += f" (own {turn.own_reward[i]:+g})"
+    return words
 
 
 def text(cfg: GameConfig, turn: Turn, names: list[str] | None = None) -> str:

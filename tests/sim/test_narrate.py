@@ -195,3 +195,13 @@ def test_random_agents_are_narrated_as_they_played():
                         want = [act // c, act % c] if asked else None
                         assert turn.questions[i] == want
             previous = turns
+
+
+def test_a_prosocial_reward_shows_the_own_one_too():
+    cfg = game(incentives={"prosocial": 0.5})
+    sim = BatchSim(cfg, batch=1, seed=0)
+    sim.reset()
+    w = world(sim)
+    lines = say(sim, {0: ask_action(cfg, 1, w["goal"][0][0])})
+    # alice: -1 + 0.5 * 0; bob: 0 + 0.5 * -1
+    assert lines[-1] == "rewards: alice -1, bob -0.5 (own +0)"
