@@ -28,6 +28,7 @@ from casi_orchestrator.exits import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_
 from casi_orchestrator.learners import LearnerPool, LearnerStartError
 from casi_orchestrator.metrics import QUESTIONS, RETURN, WIN_RATE
 from casi_orchestrator.outputs import TrialOutput
+from casi_orchestrator.progress import EvalLines
 from casi_orchestrator.trainer import ResumeError, Trainer, TrialResult
 
 
@@ -40,6 +41,7 @@ def _progress(console: Console) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
+        disable=not console.is_terminal,  # EvalLines print instead
     )
 
 
@@ -157,15 +159,18 @@ def _run_trial(
     out = TrialOutput(trial_dir, names, cfg.log.iteration_csv)
     trainer = Trainer(cfg, trial, pool, out, stop)
     total = cfg.algorithm.iterations
+    lines = EvalLines(console, cfg, trial, trainer)
     try:
         with _progress(console) as progress:
             task = progress.add_task(f"{cfg.name} trial {trial}", total=total, win="-")
 
             def update(it: int, last_eval: dict[str, dict[str, float | None]]) -> None:
                 progress.update(task, completed=it, win=_win_text(last_eval))
+                lines.iteration(it, last_eval)
 
             result = trainer.run(resume, update)
             progress.update(task, completed=result.iteration, win=_win_text(result.last_eval))
+            lines.end(result)
     finally:
         trainer.close()
     if not result.interrupted:

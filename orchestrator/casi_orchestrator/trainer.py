@@ -50,6 +50,7 @@ from casi_orchestrator.resume import (
     start_backtracking,
 )
 from casi_orchestrator.rollout import RolloutBuffer, collect
+from casi_orchestrator.tensorboard import TrialBoard
 from casi_orchestrator.update import train, training_batch
 
 __all__ = ["ResumeError", "Trainer", "TrialResult"]
@@ -91,6 +92,7 @@ class Trainer:
             for index, (slot, spec) in enumerate(cfg.learning_agents)
         ]
         self.streams = Streams(out, cfg.log, self.game)
+        self.board = TrialBoard(out.folder, cfg)
         self.fleet = Fleet(pool, members, self.net_cfg, cfg.learners.remote_wait, self._recovered)
         self.state = new_state(cfg, trial)
         self.checkpoints = Checkpoints(out.folder)
@@ -148,6 +150,7 @@ class Trainer:
             raise
         finally:
             self.out.close()
+            self.board.close()
         return TrialResult(
             self.iteration, self.state.agent_steps, self.wall_time(),
             self.state.final_eval or self.state.last_eval,
@@ -181,6 +184,7 @@ class Trainer:
             row["wall_time"] = round(self.wall_time(), 3)  # as every evaluated row: after it
         if self.cfg.log.iteration_csv:
             self.out.row(row)
+        self.board.row(row, result)
         self.out.flush()
 
     def _finished(self) -> bool:
@@ -283,6 +287,7 @@ class Trainer:
             return True
         self.out.write_config(self.cfg.resolved())
         self.out.open()
+        self.board.open()
         self.fleet.each(_fetch_params)
         start_backtracking(self.state, self.cfg, self._params())
         self.streams.experiment_start(
@@ -309,8 +314,10 @@ class Trainer:
             self.out.open(lines)
         except OSError as exc:
             raise ResumeError(str(exc)) from None
+        self.board.open(self.state.agent_steps, replaced=row is not None)
         if row is not None:
             self.out.row(row)
+            self.board.row(row)
 
     def _params(self) -> dict[str, Any]:
         return {m.name: m.params for m in self.fleet.members}
