@@ -8,7 +8,7 @@ CONFIG ?= experiments/exp2_honest.toml
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup proto test test-fast lint experiment experiments bench bench-worlds fuzz clean
+.PHONY: help setup proto docs test test-fast lint experiment experiments bench bench-worlds fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ $(STAMP): $(addsuffix /pyproject.toml,$(DISTS))
 
 proto: $(STAMP) ## regenerate the committed gRPC code from proto/casi/v1/net.proto
 	$(PY) -m casi_proto.generate proto
+
+docs: $(STAMP) ## regenerate docs/config.md (the config reference) from the config models
+	$(PY) -m casi_orchestrator.config_doc > docs/config.md
 
 test: $(STAMP) ## run every test, the expensive ones too (what CI runs)
 	$(PY) -m pytest -q $(ARGS)

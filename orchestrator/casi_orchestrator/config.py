@@ -122,6 +122,7 @@ class AlgorithmCfg(Section):
     @field_validator("hidden_sizes")
     @classmethod
     def _positive_widths(cls, v: list[int]) -> list[int]:
+        """Every width >= 1."""
         if any(w < 1 for w in v):
             raise ValueError(f"every width must be >= 1, got {v}")
         return v
@@ -243,6 +244,7 @@ class LearnersCfg(Section):
     @field_validator("tls_ca", "tls_cert", "tls_key")
     @classmethod
     def _readable(cls, v: str | None) -> str | None:
+        """An existing file (a relative path starts from the working directory)."""
         if v is not None and not Path(v).is_file():
             raise ValueError(
                 f"no such file {v!r} (relative paths start from the working directory)"
@@ -251,6 +253,8 @@ class LearnersCfg(Section):
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> LearnersCfg:
+        """``tls_cert`` and ``tls_key`` go together; they and ``tls_server_name`` need
+        ``tls_ca``."""
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError(
                 "tls_cert and tls_key go together (the client certificate and its key)"
@@ -271,6 +275,8 @@ class RunConfig(Section):
     @field_validator("name")
     @classmethod
     def _folder_name(cls, v: str) -> str:
+        """A plain folder name: at most 100 bytes, no ``/``, ``\\``, control characters or
+        leading ``.``."""
         if len(v.encode(errors="surrogatepass")) > MAX_NAME_BYTES:
             raise ValueError(
                 f"at most {MAX_NAME_BYTES} bytes (it names the run folder; "
@@ -286,7 +292,8 @@ class RunConfig(Section):
     seed: int = Field(default=0, ge=0, lt=2**63)
     """Run seed; every random stream of trial k derives from (seed, k, purpose, iteration)."""
     agents: list[AgentSpec | AgentKind] = Field(min_length=2, max_length=16)
-    """Agent kinds, or tables {name, kind, address}."""
+    """Agent kinds, or tables {name, kind, address}; names are unique, at least one is a
+    ``learner``."""
     max_steps: Any = None
     """Steps per episode (game key)."""
     init: Any = None

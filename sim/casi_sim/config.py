@@ -18,7 +18,7 @@ def _points(default: float) -> float:
 class Attrs(BaseModel):
     """The attributes of the world."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     count: int = Field(ge=2)
     """Number of attributes C in the world."""
@@ -32,6 +32,7 @@ class Attrs(BaseModel):
     @field_validator("direct")
     @classmethod
     def _direct_fits(cls, direct: int, info: ValidationInfo) -> int:
+        """Smaller than attrs.count."""
         count = info.data.get("count")
         if count is not None and direct >= count:
             raise ValueError(
@@ -43,6 +44,7 @@ class Attrs(BaseModel):
     @field_validator("goal")
     @classmethod
     def _goal_fits(cls, goal: int, info: ValidationInfo) -> int:
+        """At most attrs.count - attrs.direct."""
         count, direct = info.data.get("count"), info.data.get("direct")
         if count is not None and direct is not None and goal > count - direct:
             raise ValueError(
@@ -56,7 +58,7 @@ class Incentives(BaseModel):
     """Costs (subtracted) and rewards (added), in points, and the prosocial weight; the
     defaults are Experiment #1's (reward_helpful_answer and prosocial, 0, are not in it)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     cost_ask_question: float = _points(2.0)
     """Asking another agent a question."""
@@ -89,7 +91,7 @@ class Incentives(BaseModel):
 class GameConfig(BaseModel):
     """One CASI game: the keys of SPEC 2.1 and 2.4."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     agents: list[Kind] = Field(min_length=2, max_length=16)
     """The kind of every agent slot, in order: learner, random, honest, liar or silent."""
@@ -107,6 +109,7 @@ class GameConfig(BaseModel):
     @field_validator("attrs")
     @classmethod
     def _goals_learnable(cls, attrs: Attrs, info: ValidationInfo) -> Attrs:
+        """attrs.goal at most (number of agents - 1) x attrs.direct."""
         agents = info.data.get("agents")
         if agents is None:
             return attrs
