@@ -6,6 +6,8 @@
     casi plot RUN... [--ewma A] [--metric M] [--out FILE]
     casi summary RUN... [--target R]
     casi sweep RUN... --key DOTTED.KEY [--last N] [--out FILE]
+    casi play RUN_OR_CHECKPOINT [--episodes N] [--seed S] [--sample]
+              [--learner NAME=HOST:PORT ...] [--html FILE]
 
 Exit status: 0 done, 1 a learner or checkpoint problem, 2 a bad config or command line,
 130 / 143 stopped by SIGINT / SIGTERM (after checkpointing the last completed iteration).
@@ -96,6 +98,19 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--key", required=True, help="dotted config key, e.g. incentives.prosocial")
     sweep.add_argument("--last", type=int, default=5, help="evaluations averaged at the end (5)")
     sweep.add_argument("--out", type=Path, help="also plot win, truthfulness and influence here")
+    play = sub.add_parser("play", help="trained learners play episodes, told step by step")
+    play.add_argument(
+        "path", type=Path, metavar="RUN_OR_CHECKPOINT",
+        help="runs/<exp> (its trial-0), runs/<exp>/trial-<k>, or a trial's checkpoint/",
+    )  # fmt: skip
+    play.add_argument("--episodes", type=int, default=1, help="episodes to play (1)")
+    play.add_argument("--seed", type=int, help="episode seed (default: the evaluation's)")
+    play.add_argument("--sample", action="store_true", help="sample actions (default: greedy)")
+    play.add_argument(
+        "--learner", action="append", default=[], metavar="NAME=HOST:PORT",
+        help="use a running learner for agent NAME (repeatable; NAME=inprocess: in this process)",
+    )  # fmt: skip
+    play.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML viewer")
     return p
 
 
@@ -108,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         return summary_command(args)
     if args.command == "sweep":
         return sweep_command(args)
+    if args.command == "play":
+        from casi_orchestrator.play import play_command
+
+        return play_command(
+            args.path, args.episodes, args.seed, args.sample, args.learner, args.html
+        )
     return run_command(args)
 
 
