@@ -7,9 +7,11 @@ import sys
 
 import numpy as np
 import pytest
-from casi_sim.actions import COMPLETE_TRUTH, guess_action
-from casi_sim.pettingzoo import parallel_env
-from pettingzoo.test import parallel_api_test, parallel_seed_test
+from casi_sim import GameConfig
+from casi_sim.actions import COMPLETE_TRUTH, ask_action, guess_action
+from casi_sim.pettingzoo import CasiParallelEnv, parallel_env
+from pettingzoo.test import parallel_api_test, parallel_seed_test, state_test
+from pettingzoo.utils import parallel_to_aec
 
 from .conftest import DISTINCT
 
@@ -30,6 +32,14 @@ def test_parallel_api_test_end_on_first_win():
 
 def test_parallel_seed_test():
     parallel_seed_test(lambda: parallel_env(**GAME, seed=3), num_cycles=20)
+
+
+def test_parallel_seed_test_keep_finished():
+    parallel_seed_test(lambda: parallel_env(**GAME, seed=3, keep_finished=True), num_cycles=20)
+
+
+def test_state_test():
+    state_test(parallel_to_aec(parallel_env(**GAME)), parallel_env(**GAME), num_cycles=20)
 
 
 def test_agents_spaces_and_observations():
@@ -62,6 +72,84 @@ def test_win_terminates_and_time_truncates():
     for _ in range(5):
         _, _, terms, truncs, _ = env.step({})
     assert terms == {"a2": False} and truncs == {"a2": True} and env.agents == []
+
+
+def win_for_a0(env) -> int:
+    """The main action with which a0 wins at once (its one goal, guessed right)."""
+    st = env._sim.state()
+    goal = int(np.flatnonzero(st["goal"][0, 0])[0])
+    return guess_action(env.cfg, goal, int(st["values"][0, goal]))
+
+
+def test_keep_finished_keeps_a_winner_until_the_episode_ends():
+    env = parallel_env(**{**GAME, "incentives": DISTINCT}, keep_finished=True)
+    env.reset(seed=2)
+    _, rewards, terms, truncs, infos = env.step(
+        {"a0": [win_for_a0(env), 0, 0, 0], "a2": [0, COMPLETE_TRUTH, 0, 0]}
+    )
+    assert rewards == {"a0": 1100.0, "a2": -19.0} and terms == {"a0": True, "a2": False}
+    assert env.agents == ["a0", "a2"]
+    ask_a2 = ask_action(env.cfg, 2, 0)
+    for t in range(2, 7):
+        obs, rewards, terms, truncs, infos = env.step(
+            {"a0": [ask_a2, COMPLETE_TRUTH, 0, COMPLETE_TRUTH], "a2": [0, 0, 0, 0]}
+        )
+        assert set(obs) == {"a0", "a2"} and obs["a0"][-1] == 1.0
+        assert rewards == {"a0": 0.0, "a2": 0.0}, f"t = {t}: a0's ask was not ignored"
+        assert infos["a0"]["asked"] == 0 and infos["a2"]["unnecessary"] == 0
+        assert terms == {"a0": True, "a2": False}
+        assert truncs == {"a0": False, "a2": t == 6}
+        assert env.agents == ([] if t == 6 else ["a0", "a2"])
+
+
+def test_keep_finished_end_on_first_win_ends_everyone():
+    env = parallel_env(**GAME, end_on_first_win=True, keep_finished=True)
+    env.reset(seed=2)
+    _, _, terms, truncs, _ = env.step({"a0": [win_for_a0(env), 0, 0, 0]})
+    assert terms == {"a0": True, "a2": True} and truncs == {"a0": False, "a2": False}
+    assert env.agents == []
+
+
+@pytest.mark.parametrize("keep_finished", [False, True])
+def test_step_after_the_end_names_the_fix(keep_finished):
+    env = parallel_env(**GAME, keep_finished=keep_finished)
+    env.reset(seed=0)
+    for _ in range(6):
+        env.step({})
+    with pytest.raises(RuntimeError, match="after the episode ended.*call reset"):
+        env.step({})
+    env.reset()
+    assert env.agents == ["a0", "a2"]
+
+
+def test_arguments_are_keywords():
+    with pytest.raises(TypeError, match=r"keyword arguments only, got 1 positional \(\['learner'"):
+        parallel_env(["learner", "honest"])
+    with pytest.raises(TypeError, match="CasiParallelEnv\\(\\) takes keyword arguments only"):
+        CasiParallelEnv(GameConfig(**GAME))
+    with pytest.raises(TypeError, match="needs cfg=GameConfig"):
+        CasiParallelEnv(seed=1)
+    assert CasiParallelEnv(cfg=GameConfig(**GAME), seed=1).possible_agents == ["a0", "a2"]
+
+
+def test_state_is_every_slot_then_the_values():
+    env = parallel_env(**GAME)
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.state()
+    obs, _ = env.reset(seed=4)
+    n, c, m = env.cfg.obs_dim, 4, 3
+    assert env.state_space.shape == (3 * n + c * m,)
+    for _ in range(3):
+        state = env.state()
+        assert env.state_space.contains(state)
+        assert np.array_equal(state[:n], obs["a0"]) and np.array_equal(
+            state[2 * n : 3 * n], obs["a2"]
+        )
+        assert state[n : 2 * n].sum() > 0, "the honest slot's observation is in the state"
+        values = state[3 * n :].reshape(c, m)
+        assert np.array_equal(values.argmax(1), env._sim.state()["values"][0])
+        assert values.sum() == c
+        obs, *_ = env.step({a: env.action_space(a).sample() for a in env.agents})
 
 
 def test_needs_a_learner_slot():
