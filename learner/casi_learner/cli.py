@@ -31,7 +31,13 @@ from casi_proto.api import Net
 
 from casi_learner import __version__
 from casi_learner.scripted import POLICIES
-from casi_learner.server import build_server, host_port, shutdown
+from casi_learner.server import (
+    KEEPALIVE_MS,
+    KEEPALIVE_TIMEOUT_MS,
+    build_server,
+    host_port,
+    shutdown,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,6 +76,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "is refused with RESOURCE_EXHAUSTED (default: twice --max-message-mb)",
     )
     p.add_argument(
+        "--keepalive-s",
+        type=float,
+        default=KEEPALIVE_MS / 1000,
+        help="seconds between the learner's keepalive pings on each connection (default 60)",
+    )
+    p.add_argument(
+        "--keepalive-timeout-s",
+        type=float,
+        default=KEEPALIVE_TIMEOUT_MS / 1000,
+        help="a connection that does not answer a ping within this is closed and its unread "
+        "replies freed (default 20)",
+    )
+    p.add_argument(
         "--grace",
         type=float,
         default=30.0,
@@ -91,17 +110,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         path = getattr(args, flag)
         if path and not os.path.isfile(path):
             p.error(f"--{flag.replace('_', '-')} {path}: no such file")
-    if args.threads is not None and args.threads < 1:
-        p.error(f"--threads must be >= 1, got {args.threads}")
-    if args.max_message_mb < 1:
-        p.error(f"--max-message-mb must be >= 1, got {args.max_message_mb}")
-    if args.reply_budget_mb is not None and args.reply_budget_mb < args.max_message_mb:
-        p.error(
-            f"--reply-budget-mb ({args.reply_budget_mb}) must be >= --max-message-mb "
-            f"({args.max_message_mb}): one reply of the message limit must fit"
-        )
-    if args.max_params is not None and args.max_params < 1:
-        p.error(f"--max-params must be >= 1, got {args.max_params}")
+    _check_limits(p, args)
     if args.token is None:
         args.token = os.environ.get("CASI_TOKEN")
         source = "the environment variable CASI_TOKEN"
@@ -113,6 +122,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "token, or leave it out to serve without one"
         )
     return args
+
+
+def _check_limits(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.max_message_mb < 1:
+        p.error(f"--max-message-mb must be >= 1, got {args.max_message_mb}")
+    if args.reply_budget_mb is not None and args.reply_budget_mb < args.max_message_mb:
+        p.error(
+            f"--reply-budget-mb ({args.reply_budget_mb}) must be >= --max-message-mb "
+            f"({args.max_message_mb}): one reply of the message limit must fit"
+        )
+    for flag in ("keepalive_s", "keepalive_timeout_s"):
+        if not 0.001 <= getattr(args, flag) <= 86400:
+            p.error(
+                f"--{flag.replace('_', '-')} must be in [0.001, 86400], got {getattr(args, flag)}"
+            )
+    if args.max_params is not None and args.max_params < 1:
+        p.error(f"--max-params must be >= 1, got {args.max_params}")
 
 
 def make_net(args: argparse.Namespace) -> tuple[Net, str]:
@@ -172,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             tls_client_ca=args.tls_client_ca,
             max_message_mb=args.max_message_mb,
             reply_budget_mb=args.reply_budget_mb,
+            keepalive_ms=round(args.keepalive_s * 1000),
+            keepalive_timeout_ms=round(args.keepalive_timeout_s * 1000),
         )
     except OSError as exc:
         print(f"casi-learner: {exc}", file=sys.stderr)

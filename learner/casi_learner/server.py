@@ -212,11 +212,14 @@ def build_server(
     max_message_mb: int = 256,
     reply_budget_mb: int | None = None,
     max_workers: int = 8,
+    keepalive_ms: int = KEEPALIVE_MS,
+    keepalive_timeout_ms: int = KEEPALIVE_TIMEOUT_MS,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A started server for ``net`` on ``host:port`` (port 0 picks a free one).
 
     ``reply_budget_mb`` (default twice ``max_message_mb``) bounds the replies held for
-    clients that have not read them. An empty ``token`` is a ValueError.
+    clients that have not read them; a connection that does not answer a keepalive ping
+    (sent every ``keepalive_ms``) within ``keepalive_timeout_ms`` is closed. An empty ``token`` is a ValueError.
 
     Returns ``(server, bound port, health servicer)``; health reports SERVING for
     ``""`` and ``casi.v1.Net``. Raises ``OSError`` if the address cannot be bound.
@@ -237,8 +240,9 @@ def build_server(
             ("grpc.max_receive_message_length", limit),
             ("grpc.so_reuseport", 0),
             ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
-            ("grpc.keepalive_time_ms", KEEPALIVE_MS),
-            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+            ("grpc.keepalive_time_ms", keepalive_ms),
+            ("grpc.keepalive_timeout_ms", keepalive_timeout_ms),
+            ("grpc.http2.ping_timeout_ms", keepalive_timeout_ms),
             ("grpc.http2.max_pings_without_data", 0),
         ],
         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,

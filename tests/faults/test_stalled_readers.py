@@ -139,3 +139,43 @@ def test_stalled_getparams_readers_hold_bounded_memory() -> None:
         for sock in sockets:
             sock.close()
         learner.kill()
+
+
+def closed_by_peer(sock: socket.socket, within: float) -> bool:
+    """Whether the other end closes ``sock`` within ``within`` s (what it sent is read away)."""
+    deadline = time.monotonic() + within
+    sock.settimeout(0.2)
+    while time.monotonic() < deadline:
+        try:
+            if not sock.recv(65536):
+                return True
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return True
+    return False
+
+
+def test_a_stalled_reader_that_does_not_answer_keepalive_pings_is_evicted() -> None:
+    """The stalled connections are never closed by their client: the learner closes them."""
+    mb = str(BUDGET_MB)
+    learner = LearnerProcess(
+        "--max-message-mb", mb, "--reply-budget-mb", mb,
+        "--keepalive-s", "1", "--keepalive-timeout-s", "1",
+    )  # fmt: skip
+    cfg = NetContract().make_cfg()
+    cfg.hidden_sizes[:] = HIDDEN
+    sockets: list[socket.socket] = []
+    try:
+        with NetClient(learner.address, name="a0", max_message_mb=BUDGET_MB) as client:
+            client.wait_ready(60.0)
+            client.init(cfg)
+            sockets = [stalled_reader(learner.address, STREAMS) for _ in range(2)]
+            started = time.monotonic()
+            assert all(closed_by_peer(sock, within=30.0) for sock in sockets)
+            print(f"evicted after {time.monotonic() - started:.1f} s")
+            client.get_params()  # their replies are freed: a whole budget's worth is sent
+    finally:
+        for sock in sockets:
+            sock.close()
+        learner.kill()

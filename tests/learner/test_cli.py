@@ -159,6 +159,8 @@ def test_usage_errors_exit_2_and_busy_port_exits_1() -> None:
     assert bad.returncode == 2 and "--tls-cert and --tls-key go together" in bad.stderr
     bad = subprocess.run([*run, "--policy", "oracle"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice: 'oracle'" in bad.stderr
+    bad = subprocess.run([*run, "--keepalive-s", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--keepalive-s must be in [0.001, 86400], got 0.0" in bad.stderr
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
