@@ -1,7 +1,7 @@
 """``casi``: run experiments, plot them and tabulate their results.
 
     casi run CONFIG [--trials N] [--learner NAME=HOST:PORT ...] [--iterations N]
-                    [--resume] [--out DIR] [--seed S] [--target-win-rate R]
+                    [--resume | --force] [--out DIR] [--seed S] [--target-win-rate R]
                     [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]
     casi plot RUN... [--ewma A] [--metric M] [--out FILE]
     casi summary RUN... [--target R]
@@ -24,7 +24,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from casi_orchestrator.exits import EXIT_ERROR, EXIT_SIGNAL_BASE, EXIT_USAGE
+from casi_orchestrator.exits import EXIT_ERROR, EXIT_SIGNAL_BASE, EXIT_USAGE, exit_codes_text
+from casi_orchestrator.metrics import BONUS, EVAL_METRICS, LOSS_METRICS
+from casi_orchestrator.versions import VersionAction
 
 
 class StopFlag:
@@ -58,9 +60,11 @@ def _signals(flag: StopFlag) -> Iterator[None]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="casi", description="Run and plot CASI experiments.")
+    raw = {"epilog": exit_codes_text(), "formatter_class": argparse.RawDescriptionHelpFormatter}
+    p = argparse.ArgumentParser(prog="casi", description="Run and plot CASI experiments.", **raw)
+    p.add_argument("--version", action=VersionAction)
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run an experiment from a TOML config")
+    run = sub.add_parser("run", help="run an experiment from a TOML config", **raw)
     run.add_argument("config", type=Path, help="experiment TOML file")
     run.add_argument("--trials", type=int, default=1, help="number of trials (seeds), default 1")
     run.add_argument(
@@ -71,7 +75,15 @@ def _parser() -> argparse.ArgumentParser:
         help="use a running learner for agent NAME (repeatable; NAME=inprocess: in this process)",
     )
     run.add_argument("--iterations", type=int, help="override algorithm.iterations")
-    run.add_argument("--resume", action="store_true", help="continue from the last checkpoints")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue existing trials from their checkpoints (and start missing ones)",
+    )
+    again.add_argument(
+        "--force", action="store_true", help="delete existing trial folders and start them anew"
+    )
     run.add_argument("--out", type=Path, default=Path("runs"), help="runs root (default runs/)")
     run.add_argument("--seed", type=int, help="override the config's seed")
     run.add_argument(
@@ -88,7 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="plot one or more runs into one PNG")
     plot.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<experiment>)")
     plot.add_argument("--ewma", type=float, default=0.1, help="EWMA smoothing factor (0, 1]")
-    plot.add_argument("--metric", default="win_rate", help="column suffix, default win_rate")
+    metrics = ", ".join((*EVAL_METRICS, *LOSS_METRICS, BONUS))
+    plot.add_argument(
+        "--metric", default="win_rate", help=f"column suffix, default win_rate; one of {metrics}"
+    )
     plot.add_argument("--out", type=Path, help="PNG file (default <run>/curves.png)")
     summary = sub.add_parser("summary", help="a Markdown table of the results of runs")
     summary.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<experiment>)")
@@ -200,12 +215,15 @@ def run_command(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if cfg is None:
         return EXIT_USAGE
-    from casi_orchestrator.runner import run_experiment
+    from casi_orchestrator.runner import command_words, run_experiment
 
     flag = StopFlag()
     with _signals(flag):
         try:
-            return run_experiment(cfg, args.out, args.trials, args.resume, flag)
+            return run_experiment(
+                cfg, args.out, args.trials, args.resume, flag,
+                force=args.force, words=command_words(args),
+            )  # fmt: skip
         except KeyboardInterrupt:
             _error("stopped at once by a second signal; the last checkpoint is kept")
             return flag.exit_code if flag.signum else 130

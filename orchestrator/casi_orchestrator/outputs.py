@@ -1,7 +1,8 @@
 """What a trial writes: ``config.toml``, ``iterations.csv`` and ``events.jsonl``.
 
 Both line files are flushed after every iteration; a checkpoint records how many lines they
-held, and a resumed run first cuts them back to that many.
+held, and a resumed run first cuts them back to that many. :func:`trial_status` tells what an
+existing trial folder holds (for ``casi run``'s refusal to write over it).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import tomli_w
 
+from casi_orchestrator.checkpoint import MAX_META_BYTES, META, find_checkpoint
 from casi_orchestrator.metrics import csv_columns
 
 
@@ -127,3 +129,53 @@ class TrialOutput:
             if f is not None:
                 f.close()
         self._csv = self._events = None
+
+
+class TrialStatus(NamedTuple):
+    """What a ``trial-<k>`` folder holds, read without trusting it (for messages only)."""
+
+    folder: Path
+    holds: bool  # the folder exists and is not empty
+    checkpoint: bool
+    iteration: int | None  # the checkpoint's iteration, None if unreadable or none
+    finished: bool
+    rows: int  # data rows of iterations.csv
+
+    def describe(self) -> str:
+        """``finished, 30 iterations`` / ``partial, 12 iterations checkpointed`` / ..."""
+        if not self.checkpoint:
+            return f"partial, {self.rows} rows in iterations.csv and no checkpoint"
+        if self.iteration is None:
+            return "a checkpoint that cannot be read"
+        if self.finished:
+            return f"finished, {self.iteration} iterations"
+        return f"partial, {self.iteration} iterations checkpointed"
+
+
+def trial_status(folder: Path) -> TrialStatus:
+    """The :class:`TrialStatus` of ``folder`` (which need not exist)."""
+    holds = folder.is_dir() and any(folder.iterdir())
+    found = find_checkpoint(folder / "checkpoint") if holds else None
+    iteration, finished = _checkpoint_progress(found) if found else (None, False)
+    return TrialStatus(folder, holds, found is not None, iteration, finished, _rows(folder))
+
+
+def _checkpoint_progress(path: Path) -> tuple[int | None, bool]:
+    try:
+        if (path / META).stat().st_size > MAX_META_BYTES:
+            return None, False
+        meta = json.loads((path / META).read_bytes())["meta"]
+        iteration, finished = meta["iteration"], meta["finished"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None, False
+    if type(iteration) is not int or type(finished) is not bool:
+        return None, False
+    return iteration, finished
+
+
+def _rows(folder: Path) -> int:
+    try:
+        with open(folder / "iterations.csv", "rb") as f:
+            return max(sum(1 for _ in f) - 1, 0)
+    except OSError:
+        return 0

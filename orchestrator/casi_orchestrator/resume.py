@@ -8,8 +8,10 @@ holds that state and every learner's parameters and optimizer state (as
 Checkpoint arrays: ``net/<agent>/...`` (the learner's Params), ``bonus/<agent>/<key>`` (its
 count table), ``bt/<agent>/...`` (its backtracking stack). ``meta``: the experiment, trial,
 iteration, agent_steps, wall_time, the line counts of iterations.csv and events.jsonl, the
-config's fingerprint, the agents, which of them stopped, the last evaluation, and
-``finished`` (the trial ended).
+config's fingerprint and the config it hashes (``config``, to name the keys that changed when
+a resume is refused; checkpoints written before it was kept fall back to the trial's
+``config.toml``), the agents, which of them stopped, the last evaluation, and ``finished``
+(the trial ended).
 
 Reading refuses (:class:`ResumeError`, naming the file and key) a meta field of the wrong type
 or missing (:class:`CheckpointMeta`), and any parameter a learner would refuse: every array
@@ -19,7 +21,9 @@ be finite float32, every ``version`` an int64 [1] >= 0.
 
 from __future__ import annotations
 
+import json
 import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -84,6 +88,7 @@ class CheckpointMeta(BaseModel):
     finished: bool
     final_eval: dict[str, dict[str, float | None]] = {}
     continuation: Continuation | None = None
+    config: dict[str, Any] | None = None  # absent in checkpoints written before it was kept
 
 
 @dataclass
@@ -169,6 +174,7 @@ def snapshot(
         "csv_lines": lines[0],
         "jsonl_lines": lines[1],
         "fingerprint": cfg.fingerprint(),
+        "config": fingerprinted(cfg.resolved()),
         "agents": list(state.agents),
         "stopped": [a.stopped for a in state.agents.values()],
         "last_eval": state.last_eval,
@@ -315,12 +321,75 @@ def _check_params(path: Path, arrays: dict[str, np.ndarray]) -> None:
             )
 
 
+def fingerprinted(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that :meth:`RunConfig.fingerprint` hashes (the same keys
+    left out: a test checks that both agree)."""
+    data = json.loads(json.dumps(resolved))
+    data.get("algorithm", {}).pop("iterations", None)
+    data.get("eval", {}).pop("target_win_rate", None)
+    for key in ("log", "checkpoint", "learners", "name"):
+        data.pop(key, None)
+    for agent in data.get("agents", []):
+        if isinstance(agent, dict):
+            agent.pop("address", None)
+    return data
+
+
+def changed_keys(old: Any, new: Any, where: str = "") -> list[str]:
+    """``key: old -> new`` for every dotted key whose value differs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        lines = []
+        for key in sorted(set(old) | set(new), key=str):
+            dotted = f"{where}.{key}" if where else str(key)
+            lines += changed_keys(old.get(key, _ABSENT), new.get(key, _ABSENT), dotted)
+        return lines
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [
+            line
+            for k, (a, b) in enumerate(zip(old, new, strict=True))
+            for line in changed_keys(a, b, f"{where}[{k}]")
+        ]
+    if old == new and type(old) is type(new):
+        return []
+    return [f"{where}: {_shown(old)} -> {_shown(new)}"]
+
+
+_ABSENT = object()
+_SHOWN_CHANGES = 8
+
+
+def _shown(value: Any) -> str:
+    text = "(not set)" if value is _ABSENT else json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _old_config(path: Path, meta: CheckpointMeta) -> dict[str, Any] | None:
+    """The config the checkpoint was written with: its meta, else the trial's config.toml."""
+    if meta.config is not None:
+        return meta.config
+    try:
+        return fingerprinted(tomllib.loads((path.parent / "config.toml").read_text()))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def _check_origin(path: Path, meta: CheckpointMeta, cfg: RunConfig, names: list[str]) -> None:
     if meta.fingerprint != cfg.fingerprint():
+        old = _old_config(path, meta)
+        changes = changed_keys(old, fingerprinted(cfg.resolved())) if old is not None else []
+        if len(changes) > _SHOWN_CHANGES:
+            more = len(changes) - _SHOWN_CHANGES
+            changes = [*changes[:_SHOWN_CHANGES], f"and {more} more"]
+        what = (
+            "the keys that changed: " + "; ".join(changes)
+            if changes
+            else f"fingerprint {meta.fingerprint}, this config {cfg.fingerprint()}; the keys "
+            "that changed are unknown (an older checkpoint, without its config.toml)"
+        )
         raise ResumeError(
-            f"{path}: written by a different config (fingerprint {meta.fingerprint}, "
-            f"this config {cfg.fingerprint()}); only algorithm.iterations, [log], "
-            "[checkpoint] and [learners] may change between a run and its resume"
+            f"{path}: written by a different config ({what}); only algorithm.iterations, "
+            "eval.target_win_rate, name, [log], [checkpoint] and [learners] may change between "
+            "a run and its resume: undo the change, or start over with --force"
         )
     if meta.agents != names:
         raise ResumeError(f"{path}: holds agents {meta.agents}, expected {names}")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import shlex
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +30,7 @@ from casi_orchestrator.config import ConfigError, RunConfig, run_folder
 from casi_orchestrator.exits import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE
 from casi_orchestrator.learners import LearnerPool, LearnerStartError
 from casi_orchestrator.metrics import QUESTIONS, RETURN, WIN_RATE
-from casi_orchestrator.outputs import TrialOutput
+from casi_orchestrator.outputs import TrialOutput, TrialStatus, trial_status
 from casi_orchestrator.progress import EvalLines
 from casi_orchestrator.trainer import ResumeError, Trainer, TrialResult
 
@@ -97,6 +100,114 @@ def _warm_kernels(cfg: RunConfig) -> None:
         CountBonus(b.kind, game.obs_dim, bits=b.bits, quant_bits=b.quant_bits)(obs[:, 0])
 
 
+RUN_OPTIONS = ("iterations", "seed", "target-win-rate", "tls-ca", "tls-cert", "tls-key")
+
+
+def command_words(args: argparse.Namespace) -> list[str]:
+    """``casi run`` with the options of ``args`` that decide what it runs, without --resume
+    and --force (the command to continue or replace a run)."""
+    words = ["casi", "run", str(args.config), "--out", str(args.out), "--trials", str(args.trials)]
+    for flag in args.learner:
+        words += ["--learner", flag]
+    for option in RUN_OPTIONS:
+        value = getattr(args, option.replace("-", "_"), None)
+        if value is not None:
+            words += [f"--{option}", str(value)]
+    return words
+
+
+def _plain(console: Console, text: str, style: str | None = None) -> None:
+    # no markup (messages hold shapes like [16, 10]) and no wrapping (paths stay whole)
+    console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+
+def _with(words: list[str] | None, *options: str) -> str:
+    """The command that ran, with ``options`` added."""
+    return shlex.join([*(words or ["casi", "run", "CONFIG"]), *options])
+
+
+def _refusal(
+    statuses: list[TrialStatus], resume: bool, force: bool, words: list[str] | None
+) -> list[str]:
+    """Why this run may not start (one line each); empty if it may."""
+    held = [s for s in statuses if s.holds]
+    if resume and not any(s.checkpoint for s in statuses):
+        where = ", ".join(f"{s.folder}: {s.describe()}" for s in held)
+        where = where or f"{statuses[0].folder.parent} holds no trial"
+        return [
+            f"casi: --resume: nothing to continue, no trial of this run has a checkpoint ({where})",
+            f"start the run afresh with: {_with(words, *(['--force'] if held else []))}",
+        ]
+    if resume or force or not held:
+        return []
+    return [
+        "casi: not writing over the trial folders this run would fill:",
+        *(f"  {s.folder}: {s.describe()}" for s in held),
+        f"continue them (a larger --iterations extends them): {_with(words, '--resume')}",
+        f"or delete and replace them: {_with(words, '--force')}",
+    ]
+
+
+def _replace(statuses: list[TrialStatus], console: Console) -> None:
+    """--force: deletes the trial folders this run writes, so that no stale file remains."""
+    for s in statuses:
+        if s.folder.is_symlink() or s.folder.is_file():
+            s.folder.unlink()
+        elif s.folder.exists():
+            shutil.rmtree(s.folder)
+        if s.holds:
+            _plain(console, f"--force: deleted {s.folder} ({s.describe()})")
+
+
+def _others(folder: Path, trials: int) -> list[str]:
+    """Trial folders beyond ``trials`` (kept, and drawn in the run's curves.png)."""
+    mine = {f"trial-{k}" for k in range(trials)}
+    return sorted(p.name for p in folder.glob("trial-*") if p.name not in mine)
+
+
+def _resume_line(cfg: RunConfig, trial: int, s: TrialStatus) -> str:
+    total = cfg.algorithm.iterations
+    if not s.checkpoint:
+        if s.holds:
+            return (
+                f"trial {trial}: no checkpoint ({s.describe()}): starting it again at iteration 0"
+            )
+        return f"trial {trial}: not run before: starting at iteration 0"
+    if s.iteration is None:
+        return f"trial {trial}: continuing from its checkpoint"
+    if s.finished and s.iteration >= total:
+        return f"trial {trial}: finished at iteration {s.iteration}: nothing to do"
+    if s.finished:
+        return f"trial {trial}: finished at iteration {s.iteration}: continuing it up to iteration {total}"
+    return f"trial {trial}: continuing from iteration {s.iteration} (of {total})"
+
+
+def _prepare(
+    folder: Path,
+    statuses: list[TrialStatus],
+    resume: bool,
+    force: bool,
+    words: list[str] | None,
+    console: Console,
+) -> int | None:
+    """Refuses to write over trials, or deletes them for --force; an exit status if refused."""
+    refused = _refusal(statuses, resume, force, words)
+    for line in refused:
+        _plain(console, line, "red")
+    if refused:
+        return EXIT_USAGE
+    if force:
+        try:
+            _replace(statuses, console)
+        except OSError as exc:
+            _plain(console, f"casi: --force: cannot delete {exc.filename}: {exc.strerror}", "red")
+            return EXIT_ERROR
+    others = _others(folder, len(statuses)) if folder.is_dir() else []
+    if others and not resume:
+        _plain(console, f"{folder}: keeping {', '.join(others)} (beyond --trials {len(statuses)})")
+    return None
+
+
 def run_experiment(
     cfg: RunConfig,
     runs_root: Path,
@@ -104,15 +215,27 @@ def run_experiment(
     resume: bool,
     should_stop: Callable[[], bool] | None = None,
     console: Console | None = None,
+    force: bool = False,
+    words: list[str] | None = None,
 ) -> int:
-    """Runs ``trials`` trials of ``cfg`` under ``runs_root/<name>``; returns the exit status."""
+    """Runs ``trials`` trials of ``cfg`` under ``runs_root/<name>``; returns the exit status.
+
+    An existing trial folder is refused unless ``resume`` (continue it from its checkpoint) or
+    ``force`` (delete it first); ``resume`` is refused when no trial has a checkpoint. ``words``
+    is the command that ran (:func:`command_words`), shown in the messages that say how to go
+    on.
+    """
     console = console or Console(stderr=True)
     stop = should_stop or (lambda: False)
     try:
         folder = run_folder(runs_root, cfg.name)
     except ConfigError as exc:
-        console.print(f"casi: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        _plain(console, f"casi: {exc}", "red")
         return EXIT_USAGE
+    statuses = [trial_status(folder / f"trial-{k}") for k in range(trials)]
+    refused = _prepare(folder, statuses, resume, force, words, console)
+    if refused is not None:
+        return refused
     names = [spec.name for _, spec in cfg.learning_agents]
     results: list[TrialResult] = []
     warm = threading.Thread(target=_warm_kernels, args=(cfg,), name="casi-warm-up", daemon=True)
@@ -125,20 +248,24 @@ def run_experiment(
                 console.print(f"learner {spec.name}: ready at {learner.address}")
             warm.join()
             for trial in range(trials):
+                if resume:
+                    _plain(console, _resume_line(cfg, trial, statuses[trial]))
                 result = _run_trial(cfg, trial, pool, folder, names, resume, stop, console)
                 results.append(result)
                 if result.interrupted:
                     break
     except (LearnerStartError, ResumeError, CheckpointError, NetError) as exc:
-        # no markup (messages hold shapes like [16, 10]) and no wrapping (paths stay whole)
-        console.print(f"casi: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        _plain(console, f"casi: {exc}", "red")
+        checkpointed = any(find_checkpoint(s.folder / "checkpoint") for s in statuses)
+        if isinstance(exc, NetError | LearnerStartError) and checkpointed:
+            _plain(console, f"continue with: {_with(words, '--resume')}")
         return EXIT_ERROR
     if results and not results[-1].interrupted:
         _plot(folder, folder / "curves.png", console)
     _summary(console, cfg, folder, results)
     signum = getattr(should_stop, "signum", None)
     if results and results[-1].interrupted and signum:
-        console.print(f"interrupted; resume with: casi run ... --resume (signal {signum})")
+        _plain(console, f"interrupted (signal {signum}); continue with: {_with(words, '--resume')}")
         return EXIT_SIGNAL_BASE + int(signum)
     return EXIT_OK
 
@@ -154,8 +281,6 @@ def _run_trial(
     console: Console,
 ) -> TrialResult:
     trial_dir = folder / f"trial-{trial}"
-    if resume and find_checkpoint(trial_dir / "checkpoint") is None and trial_dir.exists():
-        console.print(f"{trial_dir}: no checkpoint yet, running this trial from the start")
     out = TrialOutput(trial_dir, names, cfg.log.iteration_csv)
     trainer = Trainer(cfg, trial, pool, out, stop)
     total = cfg.algorithm.iterations
