@@ -60,11 +60,17 @@ def _signals(flag: StopFlag) -> Iterator[None]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    raw = {"epilog": exit_codes_text(), "formatter_class": argparse.RawDescriptionHelpFormatter}
-    p = argparse.ArgumentParser(prog="casi", description="Run and plot CASI experiments.", **raw)
+    raw = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="casi", description="Run and plot CASI experiments.",
+        epilog=exit_codes_text(), formatter_class=raw,
+    )  # fmt: skip
     p.add_argument("--version", action=VersionAction)
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run an experiment from a TOML config", **raw)
+    run = sub.add_parser(
+        "run", help="run an experiment from a TOML config",
+        epilog=exit_codes_text(), formatter_class=raw,
+    )  # fmt: skip
     run.add_argument("config", type=Path, help="experiment TOML file")
     run.add_argument("--trials", type=int, default=1, help="number of trials (seeds), default 1")
     run.add_argument(
