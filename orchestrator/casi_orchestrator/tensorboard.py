@@ -104,12 +104,14 @@ class TrialBoard:
         if not self.enabled:
             return
         writer_class = _summary_writer()
-        suffix = ""
+        files = sorted(self.folder.glob(EVENT_FILES))
         if resume_steps is not None:
             keep = resume_steps - 1 if replaced else resume_steps
-            for path in sorted(self.folder.glob(EVENT_FILES)):
+            for path in files:
                 _cut(path, keep)
-            suffix = f".resumed-{resume_steps:012d}"
+        # tensorboardX names files by the second: the count keeps a name from being reused
+        # within one (and orders the files of that second)
+        suffix = f".{len(files):04d}"
         self._writer = writer_class(str(self.folder), flush_secs=FLUSH_SECS, filename_suffix=suffix)
 
     def row(self, row: dict[str, Any], result: EvalResult | None = None) -> None:
