@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.casi-installed
 DISTS  := proto sim learner orchestrator
+# Ray is an optional extra for users; the tests cover it
+EXTRAS_orchestrator := dev,ray
 CONFIG ?= experiments/exp2_honest.toml
 ARGS   ?=
 
@@ -19,7 +21,7 @@ $(STAMP): $(addsuffix /pyproject.toml,$(DISTS))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0   # CPU build; the learner's range (torch>=2.6) is then met
-	$(PY) -m pip install -q $(foreach d,$(DISTS),-e ./$(d)[dev])
+	$(PY) -m pip install -q $(foreach d,$(DISTS),-e ./$(d)[$(or $(EXTRAS_$(d)),dev)])
 	touch $@
 
 proto: $(STAMP) ## regenerate the committed gRPC code from proto/casi/v1/net.proto
