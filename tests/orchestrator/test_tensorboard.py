@@ -7,6 +7,7 @@ import csv
 import math
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from casi_learner.scripted import ScriptedNet
 from casi_proto.api import LOSS_FIELDS
 from casi_proto.names import INTENTION_NAMES
 
-from ..conftest import RUN_WAIT
+from ..conftest import RUN_WAIT, wait_until
 from .test_trainer import config, run_trial, without_wall_time
 
 EventAccumulator = pytest.importorskip(
@@ -227,3 +228,30 @@ def test_casi_run_with_tensorboard_off_writes_none_and_loads_no_tensorboardx(
     assert proc.stdout.strip().splitlines()[-1] == "[]"
     trial = tmp_path / "tiny" / "trial-0"
     assert (trial / "iterations.csv").exists() and not (trial / "tb").exists()
+
+
+@pytest.mark.expensive
+def test_an_interrupted_run_flushes_its_events_and_its_resume_goes_on(tmp_path: Path) -> None:
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY.replace("iterations = 5", "iterations = 100000"))
+    run = [sys.executable, "-m", "casi_orchestrator", "run", str(cfg), "--out", str(tmp_path)]
+    proc = subprocess.Popen(run, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    trial = tmp_path / "tiny" / "trial-0"
+
+    def rows() -> list[dict[str, str]]:
+        with open(trial / "iterations.csv") as f:
+            return list(csv.DictReader(f))
+
+    assert wait_until(
+        lambda: (trial / "iterations.csv").exists() and len(rows()) > 3, RUN_WAIT, proc
+    )
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=RUN_WAIT)
+    assert proc.returncode == 128 + signal.SIGINT, err[-2000:]
+    steps = [int(r["agent_steps"]) for r in rows()]
+    assert [s for s, _ in scalars(trial)["charts/iteration"]] == steps
+    more = ["--resume", "--iterations", str(len(steps) + 2)]
+    resumed = subprocess.run([*run, *more], cwd=ROOT, capture_output=True, timeout=RUN_WAIT)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    steps = [int(r["agent_steps"]) for r in rows()]
+    assert [s for s, _ in scalars(trial)["charts/iteration"]] == steps
