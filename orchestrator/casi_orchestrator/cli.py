@@ -3,7 +3,7 @@
     casi run CONFIG [--trials N] [--learner NAME=HOST:PORT ...] [--iterations N]
                     [--resume | --force] [--out DIR] [--seed S] [--target-win-rate R]
                     [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]
-    casi plot RUN... [--ewma A] [--metric M] [--out FILE]
+    casi plot RUN... [--ewma A] [--metric M | --metric list] [--out FILE]
     casi summary RUN... [--target R]
     casi sweep RUN... --key DOTTED.KEY [--last N] [--out FILE]
     casi play RUN_OR_CHECKPOINT [--episodes N] [--seed S] [--sample]
@@ -108,7 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--ewma", type=float, default=0.1, help="EWMA smoothing factor (0, 1]")
     metrics = ", ".join((*EVAL_METRICS, *LOSS_METRICS, BONUS))
     plot.add_argument(
-        "--metric", default="win_rate", help=f"column suffix, default win_rate; one of {metrics}"
+        "--metric",
+        help="one column suffix (default: panels of win_rate, return, questions and answers by "
+        f"intention); 'list' prints those with values in RUN...; one of {metrics}",
     )
     plot.add_argument("--out", type=Path, help="PNG file (default <run>/curves.png)")
     summary = sub.add_parser("summary", help="a Markdown table of the results of runs")
@@ -158,7 +160,7 @@ def _error(message: str) -> None:
 
 
 def plot_command(args: argparse.Namespace) -> int:
-    from casi_orchestrator.plot import plot_runs
+    from casi_orchestrator.plot import MetricError, metrics_with_values, plot_runs
 
     missing = [str(r) for r in args.runs if not r.is_dir()]
     if missing:
@@ -169,7 +171,13 @@ def plot_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     out = args.out or (args.runs[0] / "curves.png" if len(args.runs) == 1 else Path("curves.png"))
     try:
+        if args.metric == "list":
+            print("\n".join(metrics_with_values(list(args.runs))))
+            return 0
         path = plot_runs(list(args.runs), out, metric=args.metric, ewma=args.ewma)
+    except MetricError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
     except (OSError, ValueError) as exc:
         _error(str(exc))
         return EXIT_ERROR

@@ -8,6 +8,7 @@ import io
 import json
 import shlex
 import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,9 @@ def expected(tmp_path: Path, *more: str) -> str:
 @pytest.mark.expensive
 def test_a_finished_trial_is_refused_with_both_ways_on(finished: Path, tmp_path: Path) -> None:
     folder = copy(finished, tmp_path)
+    # the run's curves.png is the default figure of casi plot: four panels
+    data = (folder / "curves.png").read_bytes()
+    assert struct.unpack(">II", data[16:24]) == (1200, 800)
     before = files(folder)
     status, text = run(tmp_path, "--iterations", "5")
     assert status == EXIT_USAGE
