@@ -27,6 +27,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.typing import LineStyleType
 
 from casi_orchestrator.metrics import (
     AGENT_STEPS,
@@ -40,7 +41,7 @@ from casi_orchestrator.metrics import (
 
 ANSWERS = "answers"  # the default figure's panel of answers_<intention>, one line each
 PANELS = (WIN_RATE, RETURN, QUESTIONS, ANSWERS)
-STYLES = ("-", "--", ":", "-.")
+STYLES: tuple[LineStyleType, ...] = ("-", "--", ":", "-.")
 
 
 class MetricError(ValueError):
@@ -72,7 +73,7 @@ class Line(NamedTuple):
     metric: str
     label: str
     color: str | None
-    style: str
+    style: LineStyleType
     show_last: bool  # the legend gives the last evaluation (mean over the trials)
 
 
