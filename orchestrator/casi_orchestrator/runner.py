@@ -68,8 +68,11 @@ def _summary(console: Console, cfg: RunConfig, folder: Path, results: list[Trial
                 _fmt(m.get(WIN_RATE)), _fmt(m.get(RETURN)), _fmt(m.get(QUESTIONS)), end,
             )  # fmt: skip
     console.print(table)
-    console.print(f"outputs in {folder}: trial-*/ (iterations.csv, events.jsonl, checkpoint/, "
+    tb = ", tb/" if cfg.log.tensorboard else ""
+    console.print(f"outputs in {folder}: trial-*/ (iterations.csv, events.jsonl{tb}, checkpoint/, "
                   "curves.png) and curves.png")  # fmt: skip
+    if cfg.log.tensorboard:
+        _plain(console, f"watch them with: tensorboard --logdir {folder}")
 
 
 def _fmt(value: float | None) -> str:

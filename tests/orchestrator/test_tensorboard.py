@@ -215,6 +215,7 @@ def test_casi_run_logs_each_evaluation_and_writes_tensorboard_without_torch(
         assert float(ret) == pytest.approx(float(row["a0.return"]), rel=5e-3, abs=1e-9)
         assert float(questions) == pytest.approx(float(row["a0.questions"]), rel=5e-3, abs=1e-9)
     assert "tiny trial 0 ━" not in proc.stderr  # and no progress bar
+    assert f"watch them with: tensorboard --logdir {tmp_path / 'tiny'}" in proc.stderr
     got = scalars(trial)
     assert [s for s, _ in got["charts/a0/win_rate"]] == [int(rows[k]["agent_steps"]) for k in "245"]
 
@@ -228,6 +229,7 @@ def test_casi_run_with_tensorboard_off_writes_none_and_loads_no_tensorboardx(
     assert proc.stdout.strip().splitlines()[-1] == "[]"
     trial = tmp_path / "tiny" / "trial-0"
     assert (trial / "iterations.csv").exists() and not (trial / "tb").exists()
+    assert "tensorboard --logdir" not in proc.stderr
 
 
 @pytest.mark.expensive
