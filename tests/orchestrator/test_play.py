@@ -145,6 +145,16 @@ def test_play_writes_the_html_viewer(run: Path, tmp_path: Path) -> None:
     assert data["episodes"][0]["steps"][0]["lines"] == [x.strip() for x in first.splitlines()]
 
 
+@pytest.mark.expensive
+def test_play_with_a_learner_given_by_address(run: Path, learners) -> None:
+    """--learner NAME=HOST:PORT: a running learner is Init-ed and given the checkpoint."""
+    learner = learners("--port", "0")
+    local = play(str(run), "--episodes", "2", "--learner", "alice=inprocess")
+    remote = play(str(run), "--episodes", "2", "--learner", f"alice={learner.address}")
+    assert remote[0] == 0, remote[2]
+    assert remote[1] == local[1]
+
+
 def test_bad_paths_get_one_clear_message(tmp_path: Path) -> None:
     code, out, err = play(str(tmp_path / "nope"))
     assert (code, out) == (2, "")
