@@ -207,7 +207,11 @@ def _prepare(
             return EXIT_ERROR
     others = _others(folder, len(statuses)) if folder.is_dir() else []
     if others and not resume:
-        _plain(console, f"{folder}: keeping {', '.join(others)} (beyond --trials {len(statuses)})")
+        kept = ", ".join(others)
+        _plain(
+            console,
+            f"{folder}: keeping {kept} (beyond --trials {len(statuses)}; drawn in curves.png)",
+        )
     return None
 
 
