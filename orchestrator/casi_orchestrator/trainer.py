@@ -112,6 +112,7 @@ class Trainer:
         return self.state.wall_offset + (time.monotonic() - self._t0)
 
     def close(self) -> None:
+        self.board.close()  # run() closes it; callers of run_iteration may not
         self.fleet.close()
 
     # ---------------------------------------------------------------- the loop
