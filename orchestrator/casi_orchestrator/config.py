@@ -69,7 +69,8 @@ class AgentSpec(Section):
     kind: AgentKind = "learner"
     """``learner`` (a Net service) or a scripted kind played inside the simulator."""
     address: str | None = None
-    """``HOST:PORT`` of a running learner, ``inprocess``, or none to start one locally."""
+    """``HOST:PORT`` of a running learner, ``inprocess``, ``ray`` (placed by Ray), or none to
+    start one as ``learners.placement`` says."""
 
 
 class AlgorithmCfg(Section):
@@ -240,6 +241,19 @@ class LearnersCfg(Section):
     """PEM key of ``tls_cert``."""
     tls_server_name: str | None = None
     """Name checked against the learners' certificates instead of the host of the address."""
+    placement: Literal["local", "ray"] = "local"
+    """Where the learners without an address run: ``local`` subprocesses, or Ray actors."""
+    num_cpus: float = Field(default=1.0, ge=0.0)
+    """CPUs Ray reserves for each learner it places."""
+    num_gpus: float = Field(default=0.0, ge=0.0)
+    """GPUs Ray reserves for each learner it places."""
+    resources: dict[str, float] = Field(default_factory=dict)
+    """Custom Ray resources each learner it places needs, e.g. ``{ gpu_host = 1 }``."""
+    max_restarts: int = Field(default=3, ge=-1)
+    """Restarts Ray makes of a learner it placed that died (-1: no limit)."""
+    trial_cpus: float = Field(default=1.0, ge=0.0)
+    """CPUs Ray reserves for each trial under ``casi run --ray`` (it runs the simulator and
+    starts its local learners)."""
 
     @field_validator("tls_ca", "tls_cert", "tls_key")
     @classmethod
