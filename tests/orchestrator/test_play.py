@@ -39,18 +39,22 @@ every = 1
 """
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """runs/tiny after 3 iterations of a real ``casi run`` (local learner subprocess)."""
-    root = tmp_path_factory.mktemp("play")
+def tiny_run(root: Path, text: str) -> Path:
+    """runs/tiny after a real ``casi run`` of ``text`` (local learner subprocess)."""
     cfg = root / "tiny.toml"
-    cfg.write_text(TINY)
+    cfg.write_text(text)
     proc = subprocess.run(
         [*CASI, "run", str(cfg), "--out", str(root / "runs")],
         cwd=ROOT, capture_output=True, text=True, timeout=RUN_WAIT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "runs" / "tiny"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A feed-forward learner beside an honest agent, after 3 iterations."""
+    return tiny_run(tmp_path_factory.mktemp("play"), TINY)
 
 
 def play(*args: str) -> tuple[int, str, str]:
@@ -83,13 +87,24 @@ def episodes_of(text: str) -> list[str]:
 def test_play_replays_the_evaluation_in_words(run: Path) -> None:
     """The episodes are the evaluation's (same worlds), played as the evaluation played them:
     greedy play of all 12 wins and asks exactly as often as the last evaluation measured."""
+    check_replay(run, "greedy actions")
+
+
+@pytest.mark.expensive
+def test_play_masks_and_resets_the_hidden_state_as_evaluation_does(tmp_path: Path) -> None:
+    recurrent = TINY.replace("hidden_sizes = [16]", "hidden_sizes = [16]\nrecurrent = true\n"
+                             "mask_pointless = true")  # fmt: skip
+    check_replay(tiny_run(tmp_path, recurrent), "greedy actions among those not pointless")
+
+
+def check_replay(run: Path, how: str) -> None:
     cfg = load_config(run / "trial-0" / "config.toml")
     _, meta = read_checkpoint(run / "trial-0" / "checkpoint")
     final = meta["final_eval"] or meta["last_eval"]
     code, out, err = play(str(run), "--episodes", "12")
     assert code == 0, err
     assert out.startswith("tiny trial 0, checkpoint of iteration 3 (")
-    assert "the first 12 of trial 0's evaluation episodes, greedy actions" in out.splitlines()[0]
+    assert f"the first 12 of trial 0's evaluation episodes, {how}" in out.splitlines()[0]
     # the worlds: those of the evaluation's episodes
     game = cfg.game()
     sim = BatchSim(game, 12, seed=sampling.derive_seed(cfg.seed, 0, sampling.WORLD))
