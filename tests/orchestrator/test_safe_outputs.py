@@ -9,20 +9,22 @@ import json
 import shlex
 import shutil
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from casi_learner.scripted import ScriptedNet
 from casi_orchestrator.cli import _parser
-from casi_orchestrator.config import RunConfig, load_config
-from casi_orchestrator.exits import EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE
+from casi_orchestrator.config import RunConfig, load_config, parse_learner_flags
+from casi_orchestrator.exits import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE
 from casi_orchestrator.outputs import trial_status
 from casi_orchestrator.resume import changed_keys, fingerprinted, new_state, read_state
 from casi_orchestrator.runner import command_words, run_experiment
 from casi_orchestrator.trainer import ResumeError
 from rich.console import Console
 
+from ..conftest import LearnerProcess
 from .test_checkpoint_lies import edit_meta
 from .test_trainer import config, run_trial
 
@@ -70,9 +72,9 @@ def run(tmp_path: Path, *options: str, stop: Any = None) -> tuple[int, str]:
 def run_argv(argv: list[str], stop: Any = None) -> tuple[int, str]:
     """What ``casi ARGV`` does, in this process; its exit status and its words on stderr."""
     args = _parser().parse_args(argv)
-    cfg = load_config(
-        args.config, overrides={"a0": "inprocess"}, iterations=args.iterations, seed=args.seed
-    )
+    overrides, errors = parse_learner_flags(args.learner)
+    assert not errors
+    cfg = load_config(args.config, overrides=overrides, iterations=args.iterations, seed=args.seed)
     text = io.StringIO()
     console = Console(file=text, width=300)
     status = run_experiment(
@@ -252,3 +254,25 @@ def test_changed_keys_by_hand() -> None:
         "gone: true -> (not set)",
         "new: (not set) -> [1]",
     ]
+
+
+@pytest.mark.expensive
+def test_a_lost_learner_prints_the_command_that_continues_the_run(
+    tmp_path: Path, learners: Callable[..., LearnerProcess]
+) -> None:
+    (tmp_path / "tiny.toml").write_text(TINY + "[learners]\nremote_wait = 1\n")
+    remote = learners("--policy", "honest")
+    csv_path = tmp_path / "runs" / "tiny" / "trial-0" / "iterations.csv"
+
+    def kill_after_two_rows() -> bool:
+        if csv_path.exists() and len(csv_path.read_text().splitlines()) > 2:
+            remote.kill()
+        return False
+
+    argv = ["run", str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "runs")]
+    argv += ["--learner", f"a0={remote.address}", "--iterations", "9"]
+    status, text = run_argv(argv, kill_after_two_rows)
+    assert status == EXIT_ERROR, text
+    assert "iteration 2 is checkpointed" in text
+    command = shlex.join(["casi", *argv[:4], "--trials", "1", *argv[4:], "--resume"])
+    assert f"continue with: {command}" in text
