@@ -257,6 +257,7 @@ def test_mutated_trial_checkpoints_resume_or_give_a_resume_error(
 @given(key=st.sampled_from([
     "experiment", "trial", "iteration", "agent_steps", "wall_time", "csv_lines", "jsonl_lines",
     "fingerprint", "agents", "stopped", "last_eval", "finished", "final_eval", "continuation",
+    "config",
     "new",
 ]), value=values, drop=st.booleans())  # fmt: skip
 def test_forged_meta_fields_resume_or_give_a_resume_error(
