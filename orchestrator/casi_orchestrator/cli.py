@@ -16,6 +16,7 @@ Exit status: 0 done, 1 a learner or checkpoint problem, 2 a bad config or comman
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 from collections.abc import Iterator
@@ -239,7 +240,8 @@ def run_command(args: argparse.Namespace) -> int:
                 force=args.force, words=command_words(args),
             )  # fmt: skip
         except KeyboardInterrupt:
-            _error("stopped at once by a second signal; the last checkpoint is kept")
+            again = shlex.join([*command_words(args), "--resume"])
+            _error(f"stopped at once by a second signal, keeping the last checkpoint: {again}")
             return flag.exit_code if flag.signum else 130
 
 
