@@ -181,7 +181,8 @@ def _resume_line(cfg: RunConfig, trial: int, s: TrialStatus) -> str:
     if s.finished and s.iteration >= total:
         return f"trial {trial}: finished at iteration {s.iteration}: nothing to do"
     if s.finished:
-        return f"trial {trial}: finished at iteration {s.iteration}: continuing it up to iteration {total}"
+        done = f"trial {trial}: finished at iteration {s.iteration}"
+        return f"{done}: continuing it up to iteration {total}"
     return f"trial {trial}: continuing from iteration {s.iteration} (of {total})"
 
 
