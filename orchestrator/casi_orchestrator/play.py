@@ -17,6 +17,7 @@ Each episode is printed in words (:mod:`casi_sim.narrate`), then a who-asks-whom
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from casi_sim.narrate import Turn
 from casi_orchestrator import sampling, wire
 from casi_orchestrator.checkpoint import META, CheckpointError, find_checkpoint
 from casi_orchestrator.config import ConfigError, RunConfig, load_config, parse_learner_flags
-from casi_orchestrator.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from casi_orchestrator.exits import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE
 from casi_orchestrator.fleet import Fleet, Member
 from casi_orchestrator.learners import LearnerPool, LearnerStartError
 from casi_orchestrator.metrics import RETURN, WIN_RATE
@@ -101,7 +102,10 @@ def locate(path: Path) -> Source:
     trial_dir = trials[0].parent
     note = ""
     if len(trials) > 1:
-        note = f"{path} has {len(trials)} trials; playing {trial_dir.name} (name another trial folder to play it)"
+        note = (
+            f"{path} has {len(trials)} trials; playing {trial_dir.name} (name another trial "
+            "folder to play it)"
+        )
     return Source(trial_dir, trial_dir / CHECKPOINT, note)
 
 
@@ -145,50 +149,19 @@ def play(
             "has not reached its first checkpoint.every iterations"
         )
     resumed = read_state(source.checkpoint, cfg, new_state(cfg, 0))
-    meta_trial = _meta_trial(source)
+    trial = _meta_trial(source)
     game = cfg.game()
-    heads = wire.head_sizes(game)
-    members = []
-    for index, (slot, spec) in enumerate(cfg.learning_agents):
-        learner = pool.open(spec.name, spec.address)
-        members.append(Member(spec.name, slot, index, learner, resumed.params[spec.name]))
-
-    def net_cfg(m: Member) -> Any:
-        init_seed = sampling.derive_seed(cfg.seed, meta_trial, sampling.NET_INIT, m.index)
-        return wire.net_cfg(cfg.algorithm, game, init_seed)
-
-    fleet = Fleet(pool, members, net_cfg, cfg.learners.remote_wait)
+    fleet = _loaded_fleet(source, cfg, pool, resumed.params, trial)
     try:
-        fleet.each(lambda m: m.net.init(net_cfg(m)))
-        try:
-            fleet.each(lambda m: m.net.set_params(m.params))
-        except NetError as exc:
-            if exc.code != INVALID_ARGUMENT:
-                raise
-            raise PlayError(
-                f"{source.checkpoint}: a learner refused the checkpoint's parameters: {exc.message}"
-            ) from None
-        world = sampling.derive_seed(cfg.seed, meta_trial, sampling.WORLD)
-        sim = BatchSim(game, batch=episodes, seed=world)
-        if seed is None:
-            reset_seed = sampling.derive_seed(cfg.seed, meta_trial, sampling.EVAL_SIM)
-            how = f"the first {episodes} of trial {meta_trial}'s evaluation episodes"
-        else:
-            reset_seed, how = seed, f"{episodes} episode(s) of seed {seed}"
-        rng = None
-        if sample:
-            keys = (cfg.seed, meta_trial, sampling.EVAL_ACTIONS) if seed is None else (seed,)
-            rng = sampling.rng_for(*keys)
-        how += ", actions sampled" if sample else ", greedy actions"
-        if cfg.algorithm.mask_pointless:
-            how += " among those not pointless (algorithm.mask_pointless)"
+        sim = BatchSim(game, episodes, seed=sampling.derive_seed(cfg.seed, trial, sampling.WORLD))
+        reset_seed, rng, how = _how(cfg, trial, episodes, seed, sample)
+        heads = wire.head_sizes(game)
         played = play_episodes(fleet, sim, reset_seed, heads, cfg.algorithm, rng)
     finally:
         fleet.close()
     names = [spec.name for spec in cfg.agent_specs]
-    state = resumed.state
-    last = state.final_eval or state.last_eval
-    return Play(cfg, game, names, meta_trial, state.iteration, how, played, last)
+    last = resumed.state.final_eval or resumed.state.last_eval
+    return Play(cfg, game, names, trial, resumed.state.iteration, how, played, last)
 
 
 def _meta_trial(source: Source) -> int:
@@ -196,6 +169,55 @@ def _meta_trial(source: Source) -> int:
     found = find_checkpoint(source.checkpoint) or source.checkpoint
     description = json.loads((found / META).read_text())
     return int(description["meta"]["trial"])
+
+
+def _loaded_fleet(
+    source: Source, cfg: RunConfig, pool: LearnerPool, params: dict[str, Any], trial: int
+) -> Fleet:
+    """The learning agents' learners, Init-ed as in the trial and given the checkpoint."""
+    game = cfg.game()
+
+    def net_cfg(m: Member) -> Any:
+        init_seed = sampling.derive_seed(cfg.seed, trial, sampling.NET_INIT, m.index)
+        return wire.net_cfg(cfg.algorithm, game, init_seed)
+
+    members = [
+        Member(spec.name, slot, index, pool.open(spec.name, spec.address), params[spec.name])
+        for index, (slot, spec) in enumerate(cfg.learning_agents)
+    ]
+    fleet = Fleet(pool, members, net_cfg, cfg.learners.remote_wait)
+    try:
+        fleet.each(lambda m: m.net.init(net_cfg(m)))
+        fleet.each(lambda m: m.net.set_params(m.params))
+    except NetError as exc:
+        fleet.close()
+        if exc.code != INVALID_ARGUMENT:
+            raise
+        raise PlayError(
+            f"{source.checkpoint}: a learner refused the checkpoint's parameters: {exc.message}"
+        ) from None
+    return fleet
+
+
+def _how(
+    cfg: RunConfig, trial: int, episodes: int, seed: int | None, sample: bool
+) -> tuple[int, np.random.Generator | None, str]:
+    """The episodes' seed, the actions' random stream (None: greedy), and both in words.
+
+    Without ``seed``: the evaluation's episodes, and its stream of sampled actions."""
+    if seed is None:
+        reset_seed = sampling.derive_seed(cfg.seed, trial, sampling.EVAL_SIM)
+        how = f"the first {episodes} of trial {trial}'s evaluation episodes"
+    else:
+        reset_seed, how = seed, f"{episodes} episode(s) of seed {seed}"
+    rng = None
+    if sample:
+        keys = (cfg.seed, trial, sampling.EVAL_ACTIONS) if seed is None else (seed,)
+        rng = sampling.rng_for(*keys)
+    how += ", actions sampled" if sample else ", greedy actions"
+    if cfg.algorithm.mask_pointless:
+        how += " among those not pointless (algorithm.mask_pointless)"
+    return reset_seed, rng, how
 
 
 def play_episodes(
@@ -390,6 +412,8 @@ def play_command(
                 played = play(source, cfg, pool, episodes, seed, sample)
     except PlayError as exc:
         return fail(str(exc), exc.code)
+    except KeyboardInterrupt:
+        return fail("interrupted", EXIT_SIGNAL_BASE + signal.SIGINT)
     except (ResumeError, CheckpointError, LearnerStartError, NetError) as exc:
         return fail(str(exc), EXIT_ERROR)
     print("\n".join(report_lines(played, source)), file=out)
