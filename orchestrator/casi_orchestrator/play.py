@@ -31,8 +31,14 @@ from casi_sim import INTENTION_NAMES, BatchSim, GameConfig, narrate
 from casi_sim.narrate import Turn
 
 from casi_orchestrator import sampling, wire
-from casi_orchestrator.checkpoint import META, CheckpointError, find_checkpoint
-from casi_orchestrator.config import ConfigError, RunConfig, load_config, parse_learner_flags
+from casi_orchestrator.checkpoint import META, CheckpointError, find_checkpoint, read_checkpoint
+from casi_orchestrator.config import (
+    ConfigError,
+    RunConfig,
+    load_config,
+    parse_learner_flags,
+    validate_config,
+)
 from casi_orchestrator.exits import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE
 from casi_orchestrator.fleet import Fleet, Member
 from casi_orchestrator.learners import LearnerPool, LearnerStartError
@@ -115,23 +121,39 @@ def _trial_number(folder: Path) -> int:
 
 
 def load(source: Source, learner_flags: list[str]) -> RunConfig:
-    """The trial's config, with ``--learner`` addresses (PlayError, usage, listing errors)."""
-    config = source.trial_dir / CONFIG
-    if not config.is_file():
-        raise PlayError(
-            f"{source.checkpoint}: no {CONFIG} beside it in {source.trial_dir} (casi play reads "
-            "the trial's config from there)",
-            EXIT_USAGE,
-        )
+    """The trial's config, with ``--learner`` addresses (PlayError, usage, listing errors).
+
+    Read from the trial's ``config.toml``, else from the checkpoint's own copy (``meta.config``,
+    without ``[log]`` and ``[learners]``, which take their defaults)."""
     overrides, errors = parse_learner_flags(learner_flags)
+    config = source.trial_dir / CONFIG
     cfg = None
     try:
-        cfg = load_config(config, overrides=overrides)
+        if config.is_file():
+            cfg = load_config(config, overrides=overrides)
+        else:
+            cfg = validate_config(*_checkpoint_config(source), overrides)
     except ConfigError as exc:
         errors += exc.lines
     if errors or cfg is None:
         raise PlayError("\n".join([*errors, f"{len(errors)} error(s)"]), EXIT_USAGE)
     return cfg
+
+
+def _checkpoint_config(source: Source) -> tuple[dict[str, Any], str]:
+    """The config a checkpoint keeps in its meta, and where it is (for messages)."""
+    if find_checkpoint(source.checkpoint) is None:
+        raise PlayError(f"{source.checkpoint}: no {CONFIG} and no checkpoint here", EXIT_USAGE)
+    _, meta = read_checkpoint(source.checkpoint)
+    kept = meta.get("config")
+    if not isinstance(kept, dict):
+        raise PlayError(
+            f"{source.checkpoint}: no {CONFIG} beside it in {source.trial_dir}, and the "
+            f"checkpoint is older than the copy of the config it now keeps; put the trial's "
+            f"{CONFIG} there",
+            EXIT_USAGE,
+        )
+    return {**kept, "name": meta.get("experiment", "")}, f"{source.checkpoint / META}: config"
 
 
 def play(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from casi_orchestrator import sampling
-from casi_orchestrator.checkpoint import read_checkpoint
+from casi_orchestrator.checkpoint import read_checkpoint, write_checkpoint
 from casi_orchestrator.config import load_config
 from casi_orchestrator.play import play_command
 from casi_sim import BatchSim, narrate
@@ -170,6 +171,24 @@ def test_play_with_a_learner_given_by_address(run: Path, learners) -> None:
     assert remote[1] == local[1]
 
 
+@pytest.mark.expensive
+def test_a_checkpoint_folder_alone_plays_from_the_config_it_keeps(
+    run: Path, tmp_path: Path
+) -> None:
+    alone = tmp_path / "copied"
+    shutil.copytree(run / "trial-0" / "checkpoint", alone)
+    code, out, err = play(str(alone), "--learner", "alice=inprocess")
+    assert code == 0, err
+    beside = play(str(run / "trial-0"), "--learner", "alice=inprocess")[1]
+    assert out.split("\n", 1)[1] == beside.split("\n", 1)[1]  # all but the path in the header
+    arrays, meta = read_checkpoint(alone)
+    del meta["config"]
+    write_checkpoint(tmp_path / "older", arrays, meta)
+    code, out, err = play(str(tmp_path / "older"))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"casi: {tmp_path / 'older'}: no config.toml beside it in {tmp_path}")
+
+
 def test_bad_paths_get_one_clear_message(tmp_path: Path) -> None:
     code, out, err = play(str(tmp_path / "nope"))
     assert (code, out) == (2, "")
@@ -198,8 +217,6 @@ def test_a_trial_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.expensive
 def test_a_damaged_checkpoint_is_refused(run: Path, tmp_path: Path) -> None:
-    import shutil
-
     trial = tmp_path / "trial-0"
     shutil.copytree(run / "trial-0", trial)
     arrays = trial / "checkpoint" / "arrays.npz"
