@@ -65,6 +65,7 @@ _PAGE = """<!DOCTYPE html>
   .world td.goal { box-shadow: inset 0 0 0 3px var(--goal); }
   .world td.solved { background: #d7f2e1; color: var(--solved); font-weight: 700; }
   .world td.done { opacity: .55; }
+  .world td small { display: block; font-size: 11px; color: #7a4b00; font-weight: 400; }
   .legend { color: var(--muted); font-size: 13px; margin: 6px 0 12px; }
   .legend span { display: inline-block; width: 14px; height: 14px; vertical-align: -2px;
                  border: 1px solid var(--line); margin: 0 4px 0 10px; }
@@ -101,7 +102,8 @@ _PAGE = """<!DOCTYPE html>
     <table class="world" id="world"></table>
     <div class="legend"><span style="background:var(--direct)"></span>knows directly
       <span style="box-shadow: inset 0 0 0 3px var(--goal)"></span>must find
-      <span style="background:#d7f2e1"></span>solved</div>
+      <span style="background:#d7f2e1"></span>solved;
+      <small style="color:#7a4b00">bob: 2</small> the latest answer from bob</div>
     <ol id="lines"></ol>
     <div id="end"></div>
     <div id="log"></div>
@@ -137,6 +139,8 @@ function episode() { return D.episodes[ep]; }
 function solvedAfter(upto) {
   const s = D.names.map(() => new Array(D.attrs).fill(false));
   const done = D.names.map(() => false);
+  // told[q][a][j]: the latest answer q got from j about a ("2", "knows", "?")
+  const told = D.names.map(() => [...Array(D.attrs)].map(() => ({})));
   episode().steps.slice(0, upto).forEach((st) => {
     st.main.forEach((m, i) => {
       const cm = D.attrs * D.values;
@@ -145,8 +149,13 @@ function solvedAfter(upto) {
       }
     });
     st.done.forEach((d, i) => { done[i] = done[i] || d; });
+    st.answers.forEach((ans, q) => {
+      if (ans === null) return;
+      const [j, a] = st.questions[q];
+      told[q][a][j] = ans[0] === 3 ? String(ans[1]) : ans[0] === 2 ? "knows" : "?";
+    });
   });
-  return { solved: s, done: done };
+  return { solved: s, done: done, told: told };
 }
 
 function drawWorld() {
@@ -171,7 +180,12 @@ function drawWorld() {
       if (w.goal[i][a]) { cls.push("goal"); text = "?"; }
       if (after.solved[i][a]) { cls.push("solved"); text = w.values[a] + " \\u2713"; }
       if (after.done[i]) cls.push("done");
-      row.append(el("td", { class: cls.join(" ") }, text));
+      const cell = el("td", { class: cls.join(" ") }, text);
+      const heard = Object.entries(after.told[i][a]);
+      if (heard.length) {
+        cell.append(el("small", {}, heard.map(([j, v]) => D.names[j] + ": " + v).join(", ")));
+      }
+      row.append(cell);
     }
     t.append(row);
   });
