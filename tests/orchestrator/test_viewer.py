@@ -95,6 +95,13 @@ def test_headless_chromium_draws_the_episode_and_the_graph(tmp_path: Path) -> No
     assert "step 2 (2 of 8)" in dom
     world = re.findall(r'<table class="world" id="world">(.*?)</table>', dom, re.S)[0]
     assert world.count("<tr>") == 2 + 3  # the header, the true values, one row per agent
+    heard = {
+        (q, t.questions[q][1])
+        for t in played.episodes[0].turns[:2]
+        for q, answer in enumerate(t.answers)
+        if answer is not None
+    }
+    assert world.count("<small>") == len(heard)  # the cells that show an answer received
     graph = re.findall(r'<svg id="graph".*?</svg>', dom, re.S)[0]
     asks = counts(played).asks
     edges = int((asks > 0).sum() - (np.diag(asks) > 0).sum())
