@@ -76,6 +76,8 @@ def _type(annotation: Any, many: bool = False) -> str:
         return " or ".join(_type(a, many) for a in reversed(kept))
     if origin is list:
         return f"list of {_type(args[0], many=True)}"
+    if origin is dict:
+        return f"table of {_type(args[1], many=True)}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "tables" if many else "table"
     names = {int: "integer", float: "number", bool: "boolean", str: "string"}
@@ -90,6 +92,9 @@ def _toml(value: Any) -> str:
         return f'"{value}"'
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k} = {_toml(v)}" for k, v in value.items())
+        return f"{{ {inner} }}" if inner else "{}"
     return repr(value)
 
 
