@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import tomli_w
 from casi_orchestrator.config import GAME_KEYS, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,3 +125,15 @@ def test_the_cli_refuses_a_quoted_number_with_exit_2(tmp_path: Path) -> None:
     assert f"{path}: algorithm.recurrent: expected true or false" in proc.stderr
     assert "casi: 2 error(s) in the configuration" in proc.stderr
     assert not (tmp_path / "cfg").exists()
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_the_resolved_config_a_trial_writes_loads_again_to_the_same_run(
+    tmp_path: Path, path: Path
+) -> None:
+    cfg = load_config(path)
+    written = tmp_path / "config.toml"
+    written.write_text(tomli_w.dumps(cfg.resolved()))
+    again = load_config(written)
+    assert again.fingerprint() == cfg.fingerprint()
+    assert again.resolved() == cfg.resolved()
