@@ -16,7 +16,9 @@ converters (SuperSuit's ``pettingzoo_env_to_vec_env_v1``) and TorchRL's
 A missing action counts as noop with every intention ``ignore``. ``reset(seed)`` restarts the
 random streams from ``seed``; ``reset()`` draws the next episode of the current stream.
 ``state()`` is every slot's observation (scripted slots too), then a one-hot of the world's
-values. Every argument is a keyword.
+values. ``render_mode="ansi"`` makes ``render()`` return the last step in words
+(:mod:`casi_sim.narrate`; after ``reset()``, the world), ``"human"`` prints it. Every argument
+is a keyword.
 
 PettingZoo and gymnasium are imported here only: ``import casi_sim`` does not need them.
 """
@@ -29,6 +31,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from casi_sim import narrate
 from casi_sim.actions import IGNORE, N_INTENTIONS, NOOP
 from casi_sim.batch import INFO_KEYS, BatchSim
 from casi_sim.config import GameConfig
@@ -104,6 +107,8 @@ class CasiParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         self._obs: np.ndarray | None = None
         self._finished: dict[str, tuple[bool, bool]] = {}
         """keep_finished: the (terminated, truncated) of each agent that is done."""
+        self._text = ""
+        """render(): the last step (or after reset() the world) in words."""
 
     def observation_space(self, agent: str) -> spaces.Box:
         return self._observation_spaces[agent]
@@ -118,6 +123,8 @@ class CasiParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         self._obs = obs[0]
         self._finished = {}
         self.agents = list(self.possible_agents)
+        if self.render_mode is not None:
+            self._text = "\n".join(["step 0", *narrate.world_lines(self.cfg, self._sim.state(), 0)])
         return (
             {a: obs[0, self._slot[a]] for a in self.agents},
             {a: {} for a in self.agents},
@@ -131,7 +138,11 @@ class CasiParallelEnv(ParallelEnv):  # type: ignore[type-arg]
                 "to 3.11.0, is not needed with keep_finished=True (docs/interop.md)"
             )
         main, intentions = self._sim_actions(actions)
-        obs, reward, done, info = self._sim.step(main, intentions)
+        if self.render_mode is None:
+            obs, reward, done, info = self._sim.step(main, intentions)
+        else:
+            obs, reward, done, info, turns = narrate.step(self._sim, main, intentions)
+            self._text = narrate.text(self.cfg, turns[0])
         self._obs = obs[0]
         ended_by_win = bool(info["won"][0].any()) and self.cfg.end_on_first_win
         observations, rewards, terminations, truncations, infos = {}, {}, {}, {}, {}
@@ -185,7 +196,15 @@ class CasiParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         return np.concatenate([self._obs.reshape(-1), values.reshape(-1)])
 
     def render(self) -> str | None:
-        return None
+        """The last step in words (``"ansi"``), printed (``"human"``); None without a mode."""
+        if self.render_mode is None:
+            return None
+        if not self._text:
+            raise RuntimeError("call reset() before render()")
+        if self.render_mode == "human":
+            print(self._text)
+            return None
+        return self._text
 
     def close(self) -> None:
         return None

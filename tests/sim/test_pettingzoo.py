@@ -10,7 +10,8 @@ import pytest
 from casi_sim import GameConfig
 from casi_sim.actions import COMPLETE_TRUTH, ask_action, guess_action
 from casi_sim.pettingzoo import CasiParallelEnv, parallel_env
-from pettingzoo.test import parallel_api_test, parallel_seed_test, state_test
+from gymnasium.utils.env_checker import data_equivalence
+from pettingzoo.test import parallel_api_test, parallel_seed_test, render_test, state_test
 from pettingzoo.utils import parallel_to_aec
 
 from .conftest import DISTINCT
@@ -150,6 +151,51 @@ def test_state_is_every_slot_then_the_values():
         assert np.array_equal(values.argmax(1), env._sim.state()["values"][0])
         assert values.sum() == c
         obs, *_ = env.step({a: env.action_space(a).sample() for a in env.agents})
+
+
+def test_render_test():
+    def make(render_mode=None):
+        return parallel_to_aec(parallel_env(**GAME, render_mode=render_mode))
+
+    render_test(make, custom_tests={"ansi": lambda text: text.startswith("step ")})
+
+
+def test_ansi_render_tells_the_last_step():
+    env = parallel_env(**GAME, render_mode="ansi", keep_finished=True)
+    env.reset(seed=2)
+    st = env._sim.state()
+    goal = int(np.flatnonzero(st["goal"][0, 0])[0])
+    value = int(st["values"][0, goal])
+    assert env.render().splitlines()[:2] == [
+        "step 0",
+        "world: " + ", ".join(f"attr {a} = {v}" for a, v in enumerate(st["values"][0])),
+    ]
+    env.step({"a0": [ask_action(env.cfg, 1, goal), 0, 0, 0]})
+    assert f"  a0 asks a1 about attr {goal}" in env.render().splitlines()
+    env.step({"a0": [guess_action(env.cfg, goal, value), 0, 0, 0]})
+    text = env.render().splitlines()
+    assert text[0] == "step 2"
+    assert f'  a1 answers a0 about attr {goal}: "it is {value}" (complete truth)' in text
+    assert f"  a0 guesses attr {goal} = {value}: correct" in text
+    assert "  a0 has solved all its goals and wins" in text
+
+
+def test_render_changes_nothing_in_the_game():
+    quiet, told = parallel_env(**GAME), parallel_env(**GAME, render_mode="ansi")
+    assert data_equivalence(quiet.reset(seed=5), told.reset(seed=5))
+    rng = np.random.default_rng(1)
+    while quiet.agents:
+        actions = {a: rng.integers(quiet.action_space(a).nvec) for a in quiet.agents}
+        assert data_equivalence(quiet.step(actions), told.step(actions))
+    assert told.agents == []
+
+
+def test_render_modes():
+    assert parallel_env(**GAME).render() is None
+    with pytest.raises(ValueError, match=r"render_mode must be None or one of \['ansi', 'human'\]"):
+        parallel_env(**GAME, render_mode="rgb_array")
+    with pytest.raises(RuntimeError, match="call reset"):
+        parallel_env(**GAME, render_mode="ansi").render()
 
 
 def test_needs_a_learner_slot():
