@@ -213,13 +213,13 @@ def test_a_trial_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
     code, _, err = play(str(trial), "--learner", "carol=127.0.0.1:1")
     assert code == 2
     assert "--learner carol=127.0.0.1:1: no agent named 'carol' (agents: alice, bob)" in err
-    for k in (10, 2):  # trial-0 is played, not trial-10 (the first by name)
-        (trial.parent / f"trial-{k}").mkdir()
-        (trial.parent / f"trial-{k}" / "config.toml").write_text(TINY)
-    _, _, err = play(str(tmp_path / "runs" / "tiny"))
+    other = tmp_path / "runs" / "other"
+    for k in (10, 2):  # by number, not by name
+        (other / f"trial-{k}").mkdir(parents=True)
+        (other / f"trial-{k}" / "config.toml").write_text(TINY)
+    _, _, err = play(str(other))
     assert err.splitlines()[0] == (
-        f"{tmp_path / 'runs' / 'tiny'} has 3 trials; playing trial-0 (name another trial folder "
-        "to play it)"
+        f"{other} has 2 trials; playing trial-2 (name another trial folder to play it)"
     )
 
 
