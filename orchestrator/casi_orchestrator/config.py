@@ -458,7 +458,7 @@ def _describe(err: Any) -> str:
     if kind in _EXPECTED:
         msg = _EXPECTED[kind]
         if type(got) in _TOML_TYPES:
-            return f"{msg} (got {_short(got)}, {_TOML_TYPES[type(got)]})"
+            return f"{msg}, not {_TOML_TYPES[type(got)]} (got {_short(got)})"
     if isinstance(got, dict | list) or got is None:
         return msg
     return f"{msg} (got {_short(got)})"

@@ -47,7 +47,7 @@ def test_good_file_gets_the_documented_defaults(tmp_path: Path) -> None:
     )  # fmt: skip
     assert (cfg.bonus.kind, cfg.bonus.bits, cfg.bonus.beta) == ("simhash", 16, 0.05)
     on = {k for k, v in cfg.log.model_dump().items() if v}
-    assert on == {"iteration_csv", "experiment_start", "learning"}
+    assert on == {"iteration_csv", "experiment_start", "learning", "tensorboard"}
     game = cfg.game()
     assert game.init == "random" and game.incentives.reward_win == 200
     assert cfg.resolved()["incentives"]["cost_ask_question"] == 2

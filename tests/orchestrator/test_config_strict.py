@@ -36,27 +36,27 @@ def test_strings_and_wrong_types_are_refused_naming_key_type_and_value(tmp_path:
     integer = "expected an integer, written without quotes or a decimal point"
     number, boolean = "expected a number, written without quotes", "expected true or false"
     assert found == {
-        "max_steps": f"{integer} (got '10', a string)",
-        "end_on_first_win": f"{boolean}, written without quotes (got 'yes', a string)",
-        "attrs.values": f"{integer} (got 4.0, a float)",
-        "incentives.reward_win": f"{number} (got '200', a string)",
-        "algorithm.recurrent": f"{boolean}, written without quotes (got 'yes', a string)",
-        "algorithm.lr": f"{number} (got '0.1', a string)",
-        "algorithm.batch": f"{integer} (got 8.0, a float)",
-        "algorithm.epochs": f"{integer} (got true, a boolean)",
-        "algorithm.hidden_sizes.1": f"{integer} (got '16', a string)",
-        "algorithm.clip_value": f"{boolean}, written without quotes (got 1, an integer)",
-        "eval.target_win_rate": f"{number} (got true, a boolean)",
+        "max_steps": f"{integer}, not a string (got '10')",
+        "end_on_first_win": f"{boolean}, written without quotes, not a string (got 'yes')",
+        "attrs.values": f"{integer}, not a float (got 4.0)",
+        "incentives.reward_win": f"{number}, not a string (got '200')",
+        "algorithm.recurrent": f"{boolean}, written without quotes, not a string (got 'yes')",
+        "algorithm.lr": f"{number}, not a string (got '0.1')",
+        "algorithm.batch": f"{integer}, not a float (got 8.0)",
+        "algorithm.epochs": f"{integer}, not a boolean (got true)",
+        "algorithm.hidden_sizes.1": f"{integer}, not a string (got '16')",
+        "algorithm.clip_value": f"{boolean}, written without quotes, not an integer (got 1)",
+        "eval.target_win_rate": f"{number}, not a boolean (got true)",
     }
 
 
 def test_agent_tables_and_top_level_keys_are_strict_too(tmp_path: Path) -> None:
     text = 'seed = "3"\nname = 7\nagents = ["learner", {kind = "honest", address = 5}]\n' + GAME
     assert errors(tmp_path, text) == {
-        "seed": "expected an integer, written without quotes or a decimal point "
-        "(got '3', a string)",
-        "name": "expected a string, in quotes (got 7, an integer)",
-        "agents.1.address": "expected a string, in quotes (got 5, an integer)",
+        "seed": "expected an integer, written without quotes or a decimal point"
+        ", not a string (got '3')",
+        "name": "expected a string, in quotes, not an integer (got 7)",
+        "agents.1.address": "expected a string, in quotes, not an integer (got 5)",
     }
 
 
