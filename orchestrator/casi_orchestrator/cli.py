@@ -125,10 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     play = sub.add_parser("play", help="trained learners play episodes, told step by step")
     play.add_argument(
         "path", type=Path, metavar="RUN_OR_CHECKPOINT",
-        help="runs/<exp> (its trial-0), runs/<exp>/trial-<k>, or a trial's checkpoint/",
+        help="runs/<exp> (its first trial), runs/<exp>/trial-<k>, or a trial's checkpoint/",
     )  # fmt: skip
-    play.add_argument("--episodes", type=int, default=1, help="episodes to play (1)")
-    play.add_argument("--seed", type=int, help="episode seed (default: the evaluation's)")
+    play.add_argument("--episodes", type=int, default=1, metavar="N", help="episodes (1)")
+    play.add_argument("--seed", type=int, metavar="S", help="episode seed (default: evaluation's)")
     play.add_argument("--sample", action="store_true", help="sample actions (default: greedy)")
     play.add_argument(
         "--learner", action="append", default=[], metavar="NAME=HOST:PORT",
