@@ -3,8 +3,10 @@
 A phase (a rollout, a Train, an evaluation) calls every learner at once through
 :meth:`Fleet.each`. When a call fails, :meth:`Fleet.recovering` finds out why: a locally
 started learner that died is restarted; a remote one that stopped answering is waited for
-(``learners.remote_wait``). Either is re-Init-ed and given the parameters and optimizer state
-of its last completed Train, and the phase runs again, so the run's numbers do not change.
+(``learners.remote_wait``); one placed by Ray is waited for while Ray restarts its actor (it
+may come back at another address). Each is re-Init-ed and given the parameters and optimizer
+state of its last completed Train, and the phase runs again, so the run's numbers do not
+change.
 """
 
 from __future__ import annotations
@@ -111,11 +113,15 @@ class Fleet:
         local = any(m.learner.local for m in self.members if m.name in failed)
         dead = self._dead(wait=DEATH_WAIT if local else 0.0)
         lost = [m for m in self.members if m.name in failed and m.learner.remote]
+        placed = [m for m in self.members if m.name in failed and m.learner.placed]
         for member in dead:
             self._revive(member)
         for member in lost:
             self._reconnect(member, failed[member.name])
-        return bool(dead or lost)
+        for member in placed:
+            _check_gone(member, failed[member.name])
+            self._revive(member)
+        return bool(dead or lost or placed)
 
     def _dead(self, wait: float) -> list[Member]:
         """Locally started learners whose process exited (waiting up to ``wait`` s for one)."""
@@ -135,15 +141,7 @@ class Fleet:
         one that answers its health check but missed a deadline is hung: ``error`` is raised.
         """
         net, wait = member.net, self.remote_wait
-        if error.code == DEADLINE_EXCEEDED:
-            try:
-                serving = net.health(timeout=1.0) == "SERVING"
-            except NetError:
-                serving = False
-            if serving:
-                raise error from None
-        elif error.code not in (UNAVAILABLE, FAILED_PRECONDITION):
-            raise error from None
+        _check_gone(member, error)
         try:
             net.wait_ready(wait)
         except NetError:
@@ -165,7 +163,8 @@ class Fleet:
                 self._give_back(member)
                 break
             except NetError:
-                if attempt == RECOVERY_ATTEMPTS - 1 or not self._exited(member):
+                last = attempt == RECOVERY_ATTEMPTS - 1
+                if last or (not member.learner.placed and not self._exited(member)):
                     raise
         self.on_recovered("learner_restarted", member)
 
@@ -183,3 +182,17 @@ class Fleet:
         member.net.init(self.net_cfg(member))
         if member.params is not None:
             member.net.set_params(member.params)
+
+
+def _check_gone(member: Member, error: NetError) -> None:
+    """Raises ``error`` unless it says the learner is gone (unreachable, or back without its
+    model): one that answers its health check but missed a deadline is hung."""
+    if error.code == DEADLINE_EXCEEDED:
+        try:
+            serving = member.net.health(timeout=1.0) == "SERVING"
+        except NetError:
+            serving = False
+        if serving:
+            raise error from None
+    elif error.code not in (UNAVAILABLE, FAILED_PRECONDITION):
+        raise error from None

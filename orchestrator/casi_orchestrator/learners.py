@@ -7,7 +7,9 @@ Each learning agent gets a :class:`casi_proto.api.Net`:
 - no address: a ``casi-learner`` subprocess started on a free loopback port, stopped at the end
   (SIGTERM, a grace period, then SIGKILL), also after an error or Ctrl-C;
 - ``address = "inprocess"``: ``casi_learner.torch_net.TorchNet`` in this process (needs the
-  ``casi-learner`` distribution, which brings torch).
+  ``casi-learner`` distribution, which brings torch);
+- ``address = "ray"``, or no address with ``[learners] placement = "ray"``: a ``casi-learner``
+  run by a Ray actor (:mod:`ray_learners`), reached at the address the actor reports.
 
 Every learner is sent the bearer token held by the environment variable
 ``[learners] token_env`` (default ``CASI_TOKEN``) when it is set; a locally started learner is
@@ -43,6 +45,7 @@ from casi_orchestrator.config import DEFAULT_TOKEN_ENV, LearnersCfg
 
 READY = re.compile(r"ready on (\S+)")
 INPROCESS = "inprocess"
+RAY = "ray"
 STOP_GRACE = 10.0
 RESTART_ATTEMPTS = 4  # starts tried when a local learner is replaced
 RESTART_BACKOFF = 1.0  # s before the second start, doubled before each one after
@@ -61,6 +64,12 @@ class Learner:
     address: str
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    actor: Any = None  # the Ray actor that runs it, if Ray placed it
+
+    @property
+    def placed(self) -> bool:
+        """True for a learner placed by Ray."""
+        return self.actor is not None
 
     @property
     def local(self) -> bool:
@@ -70,7 +79,8 @@ class Learner:
     @property
     def remote(self) -> bool:
         """True for a learner given by address (someone else runs it)."""
-        return self.process is None and self.address != INPROCESS and hasattr(self.net, "health")
+        unknown = self.process is None and self.actor is None
+        return unknown and self.address != INPROCESS and hasattr(self.net, "health")
 
     def alive(self) -> bool:
         """False once a locally started process has exited."""
@@ -128,6 +138,8 @@ class LearnerPool:
         """Connects (or starts) the learner of agent ``name``."""
         if address == INPROCESS:
             learner = Learner(name, _inprocess_net(name, self.cfg), INPROCESS)
+        elif address == RAY or (not address and self.cfg.placement == RAY):
+            learner = self._place(name)
         elif address:
             learner = Learner(name, self._connect(name, address), address)
         else:
@@ -211,11 +223,8 @@ class LearnerPool:
         self._logs.append(log)
         cmd = [
             self.python, "-m", "casi_learner", "--port", "0", "--host", "127.0.0.1",
-            "--policy", "torch", "--device", self.cfg.device,
-            "--max-message-mb", str(self.cfg.max_message_mb), "--parent-pid", str(os.getpid()),
+            *self._learner_args(), "--parent-pid", str(os.getpid()),
         ]  # fmt: skip
-        if self.cfg.threads:
-            cmd += ["--threads", str(self.cfg.threads)]
         env = {k: v for k, v in os.environ.items() if k != "CASI_TOKEN"}
         token = self.token()
         if token:  # the learner expects the token this pool sends
@@ -246,13 +255,45 @@ class LearnerPool:
             raise
         return Learner(name, net, address, proc, log_path)
 
+    def _learner_args(self) -> list[str]:
+        """The options of ``casi-learner`` this pool starts it with, but host, port, parent."""
+        args = ["--policy", "torch", "--device", self.cfg.device]
+        args += ["--max-message-mb", str(self.cfg.max_message_mb)]
+        if self.cfg.threads:
+            args += ["--threads", str(self.cfg.threads)]
+        return args
+
+    def _place(self, name: str) -> Learner:
+        from casi_orchestrator import ray_learners
+
+        actor = ray_learners.place(self.cfg, name, self._learner_args(), self.token())
+        try:
+            return self._reach(name, actor, self.cfg.start_timeout)
+        except BaseException:
+            ray_learners.stop(actor)
+            raise
+
+    def _reach(self, name: str, actor: Any, wait: float) -> Learner:
+        """The learner a Ray actor runs, connected (waiting up to ``wait`` s for its address)."""
+        from casi_orchestrator import ray_learners
+
+        address = ray_learners.address_of(actor, name, self.cfg, wait)
+        return Learner(name, self._connect(name, address, remote=False), address, actor=actor)
+
     def restart(self, name: str) -> Learner:
         """Replaces a dead locally started learner by a fresh process (not yet Init-ed).
 
         A replacement that dies during its start is tried again, up to RESTART_ATTEMPTS
-        starts in all, RESTART_BACKOFF s apart and doubling; then LearnerStartError.
+        starts in all, RESTART_BACKOFF s apart and doubling; then LearnerStartError. For a
+        learner placed by Ray: the one its actor runs once Ray restarted it (waited for up to
+        ``start_timeout + remote_wait`` s).
         """
         old = self.learners[name]
+        if old.placed:  # Ray restarts the actor; its new learner may listen elsewhere
+            _close_net(old.net)
+            wait = self.cfg.start_timeout + self.cfg.remote_wait
+            self.learners[name] = new = self._reach(name, old.actor, wait)
+            return new
         if not old.local:
             raise NetError(UNAVAILABLE, f"agent {name} at {old.address}: cannot restart it")
         _close_net(old.net)
@@ -290,6 +331,12 @@ class LearnerPool:
             _terminate(proc)
         for proc in procs:
             _stop(proc)
+        actors = [lr.actor for lr in self.learners.values() if lr.actor is not None]
+        if actors:
+            from casi_orchestrator import ray_learners
+
+            for actor in actors:
+                ray_learners.stop(actor)
         for log in self._logs:
             log.close()
         self._logs.clear()

@@ -1,0 +1,162 @@
+"""Ray: learners placed by it (and brought back when it restarts them), parallel trials.
+
+One local Ray for the module, on 127.0.0.1 with 2 CPUs, started as ``casi run --ray auto``
+starts one. Every run here is compared with the same run on local learner subprocesses, one
+trial after the other: apart from ``wall_time``, ``iterations.csv`` must be the same.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from casi_orchestrator.config import RunConfig, load_config
+from casi_orchestrator.runner import run_experiment
+from rich.console import Console
+
+from ..conftest import START_WAIT, wait_until
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.expensive
+
+TINY = """\
+name = "tiny"
+seed = 3
+agents = ["learner", "honest"]
+max_steps = 10
+attrs = { count = 4, direct = 2, goal = 1, values = 4 }
+[algorithm]
+batch = 8
+iterations = 6
+hidden_sizes = [16]
+[eval]
+every = 2
+episodes = 8
+[checkpoint]
+every = 2
+"""
+
+
+def config(tmp: Path, learners: str = "") -> RunConfig:
+    path = tmp / "tiny.toml"
+    path.write_text(TINY + (f"[learners]\n{learners}\n" if learners else ""))
+    return load_config(path)
+
+
+def rows(root: Path, trial: int) -> list[dict[str, str]]:
+    with open(root / "tiny" / f"trial-{trial}" / "iterations.csv") as f:
+        return [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(f)]
+
+
+def events(root: Path, trial: int) -> list[dict[str, object]]:
+    path = root / "tiny" / f"trial-{trial}" / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def quiet() -> Console:
+    return Console(file=io.StringIO(), width=200)
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    from casi_orchestrator import ray_learners
+
+    before = os.environ.get(ray_learners.CLUSTERS_SWITCH)
+    ray_learners.start_local(num_cpus=2)
+    yield
+    ray.shutdown()
+    if before is None:
+        os.environ.pop(ray_learners.CLUSTERS_SWITCH, None)
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two trials of TINY on local learner subprocesses, one after the other."""
+    tmp = tmp_path_factory.mktemp("sequential")
+    assert run_experiment(config(tmp), tmp / "runs", 2, False, console=quiet()) == 0
+    return tmp / "runs"
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def test_the_local_ray_listens_on_loopback_only(local_ray: None) -> None:
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
+    ours = _descendants(os.getpid())
+    listing = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    seen = []
+    for line in listing.splitlines():
+        pids = {int(p) for p in re.findall(r"pid=(\d+)", line)}
+        if pids & ours:
+            local = line.split()[3]
+            seen.append(local)
+            assert local.rsplit(":", 1)[0] in ("127.0.0.1", "[::ffff:127.0.0.1]"), line
+    assert len(seen) >= 3, listing  # the GCS, the raylet, workers
+
+
+def _learner_actor() -> object:
+    from casi_orchestrator.ray_learners import ACTOR_PREFIX
+
+    named = ray.util.list_named_actors(all_namespaces=True)
+    mine = [a for a in named if a["name"].startswith(ACTOR_PREFIX)]
+    assert len(mine) == 1, named
+    return ray.get_actor(mine[0]["name"], namespace=mine[0]["namespace"])
+
+
+class KillOnce:
+    """A should_stop that kills the learner actor once ``after`` rows are written, and waits
+    until its learner is gone; never stops the run."""
+
+    def __init__(self, csv_path: Path, after: int) -> None:
+        self.csv_path, self.after = csv_path, after
+        self.killed_pid: int | None = None
+
+    def __call__(self) -> bool:
+        written = self.csv_path.exists() and len(self.csv_path.read_text().splitlines()) - 1
+        if self.killed_pid is None and written and written >= self.after:
+            actor = _learner_actor()
+            self.killed_pid = ray.get(actor.learner_pid.remote(), timeout=60)
+            ray.kill(actor, no_restart=False)
+            gone = wait_until(lambda: not Path(f"/proc/{self.killed_pid}").exists(), 60)
+            assert gone, "the learner outlived its actor"
+        return False
+
+
+def test_a_learner_placed_by_ray_killed_mid_run_changes_nothing(
+    tmp_path: Path, local_ray: None, sequential: Path
+) -> None:
+    cfg = config(tmp_path, 'placement = "ray"\nnum_cpus = 1\nmax_restarts = 2')
+    root = tmp_path / "runs"
+    kill = KillOnce(root / "tiny" / "trial-0" / "iterations.csv", after=2)
+    t0 = time.monotonic()
+    assert run_experiment(cfg, root, 1, False, kill, console=quiet()) == 0
+    assert kill.killed_pid is not None, "the run ended before the kill"
+    assert rows(root, 0) == rows(sequential, 0)
+    back = [e for e in events(root, 0) if e.get("event") == "learner_restarted"]
+    assert len(back) == 1 and back[0]["agent"] == "a0", back
+    assert str(back[0]["address"]).startswith("127.0.0.1:")
+    assert time.monotonic() - t0 < 2 * START_WAIT
+    assert not ray.util.list_named_actors(all_namespaces=True), "the run left its actor behind"
