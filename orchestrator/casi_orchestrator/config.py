@@ -437,8 +437,9 @@ def _unknown(loc: tuple[Any, ...], got: Any) -> str:
     if not known:
         return f"unknown {what} (check its spelling and section)"
     if len(loc) == 1:
-        sections = [k for k in known if k in SECTIONS]
-        plain = [k for k in known if k not in SECTIONS]
+        tables = (*SECTIONS, "attrs", "incentives")
+        sections = [k for k in known if k in tables]
+        plain = [k for k in known if k not in tables]
         names = sections if what == "section" else plain
         return f"unknown {what}; the {what}s are {', '.join(names)} (check its spelling)"
     table = _dotted(loc[:-1])

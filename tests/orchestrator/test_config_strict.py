@@ -97,8 +97,8 @@ def test_an_unknown_section_gets_the_closest_name_or_the_list(tmp_path: Path) ->
     text = HEAD + GAME + "[algoritm]\nlr = 0.1\n[zzz]\na = 1\n"
     assert errors(tmp_path, text) == {
         "algoritm": "unknown section; did you mean 'algorithm'?",
-        "zzz": "unknown section; the sections are algorithm, bonus, backtracking, eval, log, "
-        "checkpoint, learners (check its spelling)",
+        "zzz": "unknown section; the sections are attrs, incentives, algorithm, bonus, "
+        "backtracking, eval, log, checkpoint, learners (check its spelling)",
     }
 
 
@@ -106,7 +106,10 @@ def test_an_unknown_key_gets_the_closest_name_or_the_keys_of_its_table(tmp_path:
     text = HEAD + GAME + "sed = 2\nfoo = 1\n[checkpoint]\nqqq = 1\n[incentives]\nrewrd_win = 1\n"
     found = errors(tmp_path, text)
     assert found["sed"] == "unknown key; did you mean 'seed'?"
-    assert found["foo"].startswith("unknown key; the keys are name, seed, agents, max_steps")
+    assert found["foo"] == (
+        "unknown key; the keys are name, seed, agents, max_steps, init, end_on_first_win "
+        "(check its spelling)"
+    )
     assert found["checkpoint.qqq"] == "unknown key; the keys of [checkpoint] are every"
     assert found["incentives.rewrd_win"] == "unknown key; did you mean 'reward_win'?"
     assert len(found) == 4
