@@ -2,7 +2,7 @@
 
     casi run CONFIG [--trials N] [--learner NAME=HOST:PORT ...] [--iterations N]
                     [--resume | --force] [--out DIR] [--seed S] [--target-win-rate R]
-                    [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]
+                    [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--ray [auto|HOST:PORT]]
     casi plot RUN... [--ewma A] [--metric M | --metric list] [--out FILE]
     casi summary RUN... [--target R]
     casi sweep RUN... --key DOTTED.KEY [--last N] [--out FILE]
@@ -104,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--tls-cert", metavar="PEM", help="client certificate, mutual TLS")
     run.add_argument("--tls-key", metavar="PEM", help="key of --tls-cert")
+    run.add_argument(
+        "--ray", nargs="?", const="auto", metavar="auto|HOST:PORT",
+        help="run the trials at once on Ray: auto (a cluster this machine is in, else a local "
+        "Ray on 127.0.0.1) or a cluster's address",
+    )  # fmt: skip
     plot = sub.add_parser("plot", help="plot one or more runs into one PNG")
     plot.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<experiment>)")
     plot.add_argument("--ewma", type=float, default=0.1, help="EWMA smoothing factor (0, 1]")
@@ -237,7 +242,7 @@ def run_command(args: argparse.Namespace) -> int:
         try:
             return run_experiment(
                 cfg, args.out, args.trials, args.resume, flag,
-                force=args.force, words=command_words(args),
+                force=args.force, words=command_words(args), ray_address=args.ray,
             )  # fmt: skip
         except KeyboardInterrupt:
             again = shlex.join([*command_words(args), "--resume"])

@@ -153,7 +153,9 @@ class LearnerActor:
 
 def place(cfg: LearnersCfg, agent: str, argv: list[str], token: str | None) -> Any:
     """A new learner actor for ``agent`` with the resources of ``cfg`` (its learner is
-    starting), named ``casi-learner-<agent>-<8 hex digits>`` (``ray list actors`` shows it)."""
+    starting), named ``casi-learner-<agent>-<8 hex digits>`` (``ray list actors`` shows it).
+    Joins Ray first if this process has not (``connect("auto")``)."""
+    connect(AUTO)
     import ray
 
     options: dict[str, Any] = {

@@ -103,7 +103,7 @@ def _warm_kernels(cfg: RunConfig) -> None:
         CountBonus(b.kind, game.obs_dim, bits=b.bits, quant_bits=b.quant_bits)(obs[:, 0])
 
 
-RUN_OPTIONS = ("iterations", "seed", "target-win-rate", "tls-ca", "tls-cert", "tls-key")
+RUN_OPTIONS = ("iterations", "seed", "target-win-rate", "tls-ca", "tls-cert", "tls-key", "ray")
 
 
 def command_words(args: argparse.Namespace) -> list[str]:
@@ -225,13 +225,15 @@ def run_experiment(
     console: Console | None = None,
     force: bool = False,
     words: list[str] | None = None,
+    ray_address: str | None = None,
 ) -> int:
     """Runs ``trials`` trials of ``cfg`` under ``runs_root/<name>``; returns the exit status.
 
     An existing trial folder is refused unless ``resume`` (continue it from its checkpoint) or
     ``force`` (delete it first); ``resume`` is refused when no trial has a checkpoint. ``words``
     is the command that ran (:func:`command_words`), shown in the messages that say how to go
-    on.
+    on. With ``ray_address`` (``auto`` or ``HOST:PORT``) the trials run at once on Ray
+    (:mod:`ray_trials`).
     """
     console = console or Console(stderr=True)
     stop = should_stop or (lambda: False)
@@ -249,19 +251,22 @@ def run_experiment(
     warm = threading.Thread(target=_warm_kernels, args=(cfg,), name="casi-warm-up", daemon=True)
     warm.start()
     try:
-        with LearnerPool(cfg.learners, folder) as pool:
-            for _, spec in cfg.learning_agents:
-                console.print(f"learner {spec.name}: {spec.address or 'local subprocess'}")
-                learner = pool.open(spec.name, spec.address)
-                console.print(f"learner {spec.name}: ready at {learner.address}")
-            warm.join()
-            for trial in range(trials):
-                if resume:
-                    _plain(console, _resume_line(cfg, trial, statuses[trial]))
-                result = _run_trial(cfg, trial, pool, folder, names, resume, stop, console)
-                results.append(result)
-                if result.interrupted:
-                    break
+        if ray_address is not None:
+            results = _on_ray(cfg, folder, statuses, resume, stop, ray_address, console)
+        else:
+            with LearnerPool(cfg.learners, folder) as pool:
+                for _, spec in cfg.learning_agents:
+                    console.print(f"learner {spec.name}: {spec.address or 'local subprocess'}")
+                    learner = pool.open(spec.name, spec.address)
+                    console.print(f"learner {spec.name}: ready at {learner.address}")
+                warm.join()
+                for trial in range(trials):
+                    if resume:
+                        _plain(console, _resume_line(cfg, trial, statuses[trial]))
+                    result = _run_trial(cfg, trial, pool, folder, names, resume, stop, console)
+                    results.append(result)
+                    if result.interrupted:
+                        break
     except (LearnerStartError, ResumeError, CheckpointError, NetError) as exc:
         _plain(console, f"casi: {exc}", "red")
         checkpointed = any(find_checkpoint(s.folder / "checkpoint") for s in statuses)
@@ -276,6 +281,23 @@ def run_experiment(
         _plain(console, f"interrupted (signal {signum}); continue with: {_with(words, '--resume')}")
         return EXIT_SIGNAL_BASE + int(signum)
     return EXIT_OK
+
+
+def _on_ray(
+    cfg: RunConfig,
+    folder: Path,
+    statuses: list[TrialStatus],
+    resume: bool,
+    stop: Callable[[], bool],
+    address: str,
+    console: Console,
+) -> list[TrialResult]:
+    from casi_orchestrator.ray_trials import run_trials
+
+    for trial, status in enumerate(statuses):
+        if resume:
+            _plain(console, _resume_line(cfg, trial, status))
+    return run_trials(cfg, folder, len(statuses), resume, stop, address, console)
 
 
 def _run_trial(

@@ -160,3 +160,21 @@ def test_a_learner_placed_by_ray_killed_mid_run_changes_nothing(
     assert str(back[0]["address"]).startswith("127.0.0.1:")
     assert time.monotonic() - t0 < 2 * START_WAIT
     assert not ray.util.list_named_actors(all_namespaces=True), "the run left its actor behind"
+
+
+def test_trials_on_ray_write_the_numbers_of_a_sequential_run(
+    tmp_path: Path, local_ray: None, sequential: Path
+) -> None:
+    from casi_orchestrator.cli import main
+
+    config(tmp_path)
+    root = tmp_path / "runs"
+    args = ["run", str(tmp_path / "tiny.toml"), "--trials", "2", "--out", str(root)]
+    assert main([*args, "--ray", "auto"]) == 0
+    for trial in (0, 1):
+        assert rows(root, trial) == rows(sequential, trial)
+        assert (root / "tiny" / "ray-logs" / f"trial-{trial}" / "learner-a0.log").is_file()
+    started_1 = (root / "tiny" / "trial-1" / "config.toml").stat().st_mtime
+    ended_0 = (root / "tiny" / "trial-0" / "iterations.csv").stat().st_mtime
+    assert started_1 < ended_0, "the trials ran one after the other"
+    assert (root / "tiny" / "curves.png").is_file()
