@@ -64,12 +64,18 @@ def connect(address: str = AUTO, num_cpus: int | None = None) -> None:
         ) from None
 
 
-def start_local(num_cpus: int | None = None) -> None:
-    """Starts a Ray on this machine whose processes all listen on 127.0.0.1 only."""
+def loopback_only() -> None:
+    """Makes the Ray nodes this process starts from now on use 127.0.0.1 (not the machine's
+    network address) for every address they listen on and announce."""
     os.environ[CLUSTERS_SWITCH] = "0"  # read by Ray's processes when they start
     from ray._private import ray_constants
 
     ray_constants.ENABLE_RAY_CLUSTER = False  # ... and by this one, if Ray was imported already
+
+
+def start_local(num_cpus: int | None = None) -> None:
+    """Starts a Ray on this machine whose processes all listen on 127.0.0.1 only."""
+    loopback_only()
     import ray
 
     ray.init(
@@ -144,6 +150,12 @@ class LearnerActor:
 
     def learner_pid(self) -> int:
         return self.proc.pid
+
+    def node_id(self) -> str:
+        """The Ray node the actor (and its learner) runs on."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
 
     def stop(self) -> None:
         """SIGTERM to the learner, a grace period, then SIGKILL."""

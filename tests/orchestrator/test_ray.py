@@ -128,20 +128,25 @@ def _learner_actor() -> object:
 
 class KillOnce:
     """A should_stop that kills the learner actor once ``after`` rows are written, and waits
-    until its learner is gone; never stops the run."""
+    until its learner is gone; never stops the run. Notes the actor's node before the kill
+    and, an iteration later, after it."""
 
     def __init__(self, csv_path: Path, after: int) -> None:
         self.csv_path, self.after = csv_path, after
         self.killed_pid: int | None = None
+        self.nodes: list[str] = []
 
     def __call__(self) -> bool:
         written = self.csv_path.exists() and len(self.csv_path.read_text().splitlines()) - 1
         if self.killed_pid is None and written and written >= self.after:
             actor = _learner_actor()
+            self.nodes.append(ray.get(actor.node_id.remote(), timeout=60))
             self.killed_pid = ray.get(actor.learner_pid.remote(), timeout=60)
             ray.kill(actor, no_restart=False)
             gone = wait_until(lambda: not Path(f"/proc/{self.killed_pid}").exists(), 60)
             assert gone, "the learner outlived its actor"
+        elif len(self.nodes) == 1 and written and written > self.after:
+            self.nodes.append(ray.get(_learner_actor().node_id.remote(), timeout=60))
         return False
 
 
