@@ -32,7 +32,7 @@ from casi_orchestrator import ray_learners
 from casi_orchestrator.checkpoint import CheckpointError
 from casi_orchestrator.config import RunConfig
 from casi_orchestrator.evaluation import Metrics
-from casi_orchestrator.learners import LearnerPool, LearnerStartError
+from casi_orchestrator.learners import INPROCESS, RAY, LearnerPool, LearnerStartError
 from casi_orchestrator.outputs import TrialOutput
 from casi_orchestrator.progress import EvalLines
 from casi_orchestrator.resume import ResumeError
@@ -123,6 +123,7 @@ def run_trials(
 ) -> list[TrialResult]:
     """Trials 0 .. ``trials - 1`` of ``cfg`` at once on the Ray at ``address``; their results
     in trial order. A trial's error is raised once every trial has ended."""
+    _check_own_learners(cfg, trials)
     ray_learners.connect(address)
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -148,6 +149,22 @@ def run_trials(
         for actor in actors:
             ray.kill(actor, no_restart=True)
     return [_result(k, outcome) for k, outcome in enumerate(outcomes)]
+
+
+def _check_own_learners(cfg: RunConfig, trials: int) -> None:
+    """Trials at once cannot share a learner given by address (each Inits it anew)."""
+    shared = [
+        f"{spec.name}={spec.address}"
+        for _, spec in cfg.learning_agents
+        if spec.address not in (None, INPROCESS, RAY)
+    ]
+    if shared and trials > 1:
+        raise LearnerStartError(
+            f"--ray with --trials {trials}: the trials would share the learner(s) given by "
+            f"address ({', '.join(shared)}), each trial Init-ing them anew; leave the "
+            'address out (local learners, or [learners] placement = "ray"), or run the '
+            "trials one after the other (without --ray)"
+        )
 
 
 def _wait(
