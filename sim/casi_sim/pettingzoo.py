@@ -79,6 +79,8 @@ class CasiParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         _no_positional("CasiParallelEnv", args, "cfg=GameConfig(...), seed=0")
         if not isinstance(cfg, GameConfig):
             raise TypeError(f"CasiParallelEnv() needs cfg=GameConfig(...), got {cfg!r}")
+        if not isinstance(keep_finished, bool):
+            raise TypeError(f"keep_finished must be True or False, got {keep_finished!r}")
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(
                 f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}"

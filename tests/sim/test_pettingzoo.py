@@ -128,6 +128,8 @@ def test_arguments_are_keywords():
         parallel_env(["learner", "honest"])
     with pytest.raises(TypeError, match="CasiParallelEnv\\(\\) takes keyword arguments only"):
         CasiParallelEnv(GameConfig(**GAME))
+    with pytest.raises(TypeError, match="keep_finished must be True or False, got 'yes'"):
+        parallel_env(**GAME, keep_finished="yes")
     with pytest.raises(TypeError, match="needs cfg=GameConfig"):
         CasiParallelEnv(seed=1)
     assert CasiParallelEnv(cfg=GameConfig(**GAME), seed=1).possible_agents == ["a0", "a2"]
