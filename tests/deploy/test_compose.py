@@ -61,7 +61,10 @@ def test_compose_refuses_to_run_without_a_token(tmp_path):
 
 def test_learner_image_has_no_simulator_and_orchestrator_image_no_torch():
     text = (ROOT / "Dockerfile").read_text()
-    stages = dict(re.findall(r"FROM \S+ AS (\w+)\n(.*?)(?=\nFROM |\Z)", text, re.S))
-    assert "sim/" not in stages["learner"] and "torch" in stages["learner"]
-    assert "torch" not in stages["orchestrator"] and "sim/" in stages["orchestrator"]
-    assert all("USER casi" in stages[name] for name in ("learner", "orchestrator"))
+    stages = dict(re.findall(r"FROM \S+ AS ([\w-]+)\n(.*?)(?=\nFROM |\Z)", text, re.S))
+    assert "sim/" not in stages["learner-build"] and "torch" in stages["learner-build"]
+    assert "torch" not in stages["orchestrator-build"] and "sim/" in stages["orchestrator-build"]
+    for name in ("learner", "orchestrator"):
+        assert "USER casi" in stages[name]
+        # Only the installed venv reaches the final images, never the wheelhouse.
+        assert "/wheels" not in stages[name] and "pip install" not in stages[name]
