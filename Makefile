@@ -44,8 +44,11 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy on the hand-written code
 experiment: $(STAMP) ## run the default experiment (exp2_honest) and plot it
 	$(VENV)/bin/casi run $(CONFIG) $(ARGS)
 
-experiments: $(STAMP) ## run every experiment in experiments/ (3 trials each), then tabulate them
-	for f in experiments/exp*.toml; do $(VENV)/bin/casi run $$f --trials 3 $(ARGS) || exit $$?; done
+experiments: $(STAMP) ## run every experiment in experiments/ (3 trials each; runs already there go on), then tabulate them
+	for f in experiments/exp*.toml; do \
+	    case " $(ARGS) " in *" --force "*|*" --resume "*) go=;; *) go=$$(test -d runs/$$(basename $$f .toml) && echo --resume);; esac; \
+	    $(VENV)/bin/casi run $$f --trials 3 $$go $(ARGS) || exit $$?; \
+	done
 	$(VENV)/bin/casi summary $(patsubst experiments/%.toml,runs/%,$(wildcard experiments/exp*.toml))
 
 bench: $(STAMP) ## run the benchmarks in bench/ (never part of the tests)
