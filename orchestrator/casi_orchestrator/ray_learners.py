@@ -195,19 +195,22 @@ def address_of(actor: Any, name: str, cfg: LearnersCfg, wait: float) -> str:
             )
         except GetTimeoutError:
             raise LearnerStartError(
-                f"the Ray actor of agent {name!r}'s learner reported no address within "
+                f"the learner of agent {name!r} (a Ray actor) reported no address within "
                 f"{wait:g} s: no node of the Ray cluster offers num_cpus = {cfg.num_cpus:g}, "
                 f"num_gpus = {cfg.num_gpus:g}, resources = {dict(cfg.resources)} (learners.*) "
                 "that is free, or the learner is slow to start (learners.start_timeout)"
             ) from None
         except ActorDiedError as exc:
             raise LearnerStartError(
-                f"the Ray actor of agent {name!r}'s learner is dead for good "
+                f"the learner of agent {name!r} (a Ray actor) is dead for good "
                 f"(learners.max_restarts = {cfg.max_restarts}): {_first_line(exc)}"
             ) from None
-        except RayActorError:
+        except RayActorError as exc:  # unavailable for a moment (restarting)
             if time.monotonic() >= deadline:
-                raise
+                raise LearnerStartError(
+                    f"the learner of agent {name!r} (a Ray actor) did not come back within "
+                    f"{wait:g} s: {_first_line(exc)}"
+                ) from None
             time.sleep(RETRY_PAUSE)
 
 

@@ -183,3 +183,23 @@ def test_trials_on_ray_write_the_numbers_of_a_sequential_run(
     ended_0 = (root / "tiny" / "trial-0" / "iterations.csv").stat().st_mtime
     assert started_1 < ended_0, "the trials ran one after the other"
     assert (root / "tiny" / "curves.png").is_file()
+
+
+def test_a_learner_ray_may_not_restart_stops_the_run_with_a_checkpoint(
+    tmp_path: Path, local_ray: None
+) -> None:
+    from casi_orchestrator.checkpoint import read_checkpoint
+
+    cfg = config(tmp_path, 'placement = "ray"\nmax_restarts = 0')
+    root = tmp_path / "runs"
+    kill = KillOnce(root / "tiny" / "trial-0" / "iterations.csv", after=2)
+    out = io.StringIO()
+    code = run_experiment(cfg, root, 1, False, kill, console=Console(file=out, width=400))
+    text = out.getvalue()
+    assert code == 1, text
+    assert "the learner of agent 'a0' (a Ray actor) is dead for good" in text
+    assert "(learners.max_restarts = 0)" in text
+    assert "--resume" in text
+    _, meta = read_checkpoint(root / "tiny" / "trial-0" / "checkpoint")
+    assert meta["iteration"] >= 2 and meta["finished"] is False
+    assert not ray.util.list_named_actors(all_namespaces=True)
