@@ -126,6 +126,19 @@ def _learner_actor() -> object:
     return ray.get_actor(mine[0]["name"], namespace=mine[0]["namespace"])
 
 
+def _anonymous_call(address: str) -> str:
+    """The status code a GetParams without a token gets from the learner at ``address``."""
+    from casi_proto.client import NetClient
+    from casi_proto.errors import NetError
+
+    with NetClient(address, name="anonymous", timeout=30) as client:
+        try:
+            client.get_params()
+        except NetError as exc:
+            return exc.code
+    return "OK"
+
+
 class KillOnce:
     """A should_stop that kills the learner actor once ``after`` rows are written, and waits
     until its learner is gone; never stops the run. Notes the actor's node before the kill
@@ -135,12 +148,14 @@ class KillOnce:
         self.csv_path, self.after = csv_path, after
         self.killed_pid: int | None = None
         self.nodes: list[str] = []
+        self.anonymous: str | None = None  # what a call without the token got, before the kill
 
     def __call__(self) -> bool:
         written = self.csv_path.exists() and len(self.csv_path.read_text().splitlines()) - 1
         if self.killed_pid is None and written and written >= self.after:
             actor = _learner_actor()
             self.nodes.append(ray.get(actor.node_id.remote(), timeout=60))
+            self.anonymous = _anonymous_call(ray.get(actor.address.remote(), timeout=60))
             self.killed_pid = ray.get(actor.learner_pid.remote(), timeout=60)
             ray.kill(actor, no_restart=False)
             gone = wait_until(lambda: not Path(f"/proc/{self.killed_pid}").exists(), 60)
@@ -151,14 +166,16 @@ class KillOnce:
 
 
 def test_a_learner_placed_by_ray_killed_mid_run_changes_nothing(
-    tmp_path: Path, local_ray: None, sequential: Path
+    tmp_path: Path, local_ray: None, sequential: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("CASI_TOKEN", "placed-learners-need-it")  # not in the Ray's own env
     cfg = config(tmp_path, 'placement = "ray"\nnum_cpus = 1\nmax_restarts = 2')
     root = tmp_path / "runs"
     kill = KillOnce(root / "tiny" / "trial-0" / "iterations.csv", after=2)
     t0 = time.monotonic()
     assert run_experiment(cfg, root, 1, False, kill, console=quiet()) == 0
     assert kill.killed_pid is not None, "the run ended before the kill"
+    assert kill.anonymous == "UNAUTHENTICATED"
     assert rows(root, 0) == rows(sequential, 0)
     back = [e for e in events(root, 0) if e.get("event") == "learner_restarted"]
     assert len(back) == 1 and back[0]["agent"] == "a0", back
