@@ -220,3 +220,17 @@ def test_a_learner_ray_may_not_restart_stops_the_run_with_a_checkpoint(
     _, meta = read_checkpoint(root / "tiny" / "trial-0" / "checkpoint")
     assert meta["iteration"] >= 2 and meta["finished"] is False
     assert not ray.util.list_named_actors(all_namespaces=True)
+
+
+def test_trials_on_ray_with_learners_placed_by_ray_write_the_same_numbers(
+    tmp_path: Path, local_ray: None, sequential: Path
+) -> None:
+    from casi_orchestrator.ray_trials import run_trials
+
+    cfg = config(tmp_path, 'placement = "ray"\nnum_cpus = 0.5\ntrial_cpus = 0.5')
+    root = tmp_path / "runs"
+    results = run_trials(cfg, root / "tiny", 2, False, lambda: False, "auto", quiet())
+    assert [r.iteration for r in results] == [6, 6]
+    for trial in (0, 1):
+        assert rows(root, trial) == rows(sequential, trial)
+    assert not ray.util.list_named_actors(all_namespaces=True), "learner actors left behind"
