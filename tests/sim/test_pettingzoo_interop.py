@@ -8,6 +8,7 @@ import torch
 from casi_sim.actions import COMPLETE_TRUTH, guess_action
 from casi_sim.pettingzoo import parallel_env
 from torchrl.envs.libs.pettingzoo import PettingZooWrapper
+from torchrl.envs.utils import MarlGroupMapType
 
 # small and short, so that random play often wins before the time limit
 QUICK = {
@@ -62,15 +63,19 @@ def test_supersuit_finished_agent_gets_zero_until_its_partner_ends():
     assert "terminal_observation" in infos[1] and np.all(obs[:, -2] == 0.0)
 
 
-def win_policy(pz):
-    """A TorchRL policy: a0 plays its winning guess, a2 noops."""
+def win_policy(pz, one_group=False):
+    """A TorchRL policy: a0 plays its winning guess, a2 noops (groups by name, or one group)."""
 
     def act(td):
         st = pz._sim.state()
         goal = int(np.flatnonzero(st["goal"][0, 0])[0])
-        win = guess_action(pz.cfg, goal, int(st["values"][0, goal]))
-        td.set(("a0", "action"), torch.tensor([[win, 0, 0, 0]]))
-        td.set(("a2", "action"), torch.zeros((1, 4), dtype=torch.int64))
+        win = torch.tensor([[guess_action(pz.cfg, goal, int(st["values"][0, goal])), 0, 0, 0]])
+        noop = torch.zeros((1, 4), dtype=torch.int64)
+        if one_group:
+            td.set(("agents", "action"), torch.cat([win, noop]))
+        else:
+            td.set(("a0", "action"), win)
+            td.set(("a2", "action"), noop)
         return td
 
     return act
@@ -95,3 +100,13 @@ def test_torchrl_done_on_any_ends_at_the_first_win():
     env = PettingZooWrapper(pz, done_on_any=True, seed=2)
     td = env.rollout(3, policy=win_policy(pz), break_when_any_done=False)
     assert td["next", "done"].squeeze(-1).tolist() == [True, True, True]
+
+
+def test_torchrl_one_group_for_a_shared_network():
+    pz = parallel_env(**GAME, keep_finished=True)
+    group = MarlGroupMapType.ALL_IN_ONE_GROUP
+    env = PettingZooWrapper(pz, done_on_any=False, group_map=group, seed=2)
+    td = env.rollout(6, policy=win_policy(pz, one_group=True), break_when_any_done=False)
+    assert td["next", "done"].squeeze(-1).tolist() == [False] * 5 + [True]
+    done = td["next", "agents", "done"].squeeze(-1)
+    assert done[:, 0].tolist() == [True] * 6 and done[:, 1].tolist() == [False] * 5 + [True]
