@@ -170,23 +170,31 @@ def _check_own_learners(cfg: RunConfig, trials: int) -> None:
 def _wait(
     refs: list[Any], actors: list[Any], stop: Callable[[], bool], console: Console
 ) -> list[tuple[Any, ...]]:
-    """The trials' outcomes; asks every trial to stop once ``stop()`` is true."""
+    """The trials' outcomes; asks every trial to stop once ``stop()`` is true.
+
+    A trial's actor is killed as soon as the trial ends, so that its CPUs go to a trial that
+    is still waiting for them (more trials than the Ray has room for run as room frees).
+    """
     import ray
 
     pending, stopping, t0 = list(refs), False, time.monotonic()
+    outcomes: dict[int, tuple[Any, ...]] = {}
     while pending:
         done, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL)
         for ref in done:
             k = refs.index(ref)
+            outcomes[k] = _outcome(k, ref)
+            ray.kill(actors[k], no_restart=True)
             console.print(
                 f"trial {k}: ended after {time.monotonic() - t0:.0f} s",
                 markup=False, highlight=False,
             )  # fmt: skip
         if stop() and not stopping:
             stopping = True
-            for actor in actors:
-                actor.stop.remote()
-    return [_outcome(k, ref) for k, ref in enumerate(refs)]
+            for k, actor in enumerate(actors):
+                if k not in outcomes:
+                    actor.stop.remote()
+    return [outcomes[k] for k in range(len(refs))]
 
 
 def _outcome(trial: int, ref: Any) -> tuple[Any, ...]:

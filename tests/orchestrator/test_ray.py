@@ -202,6 +202,20 @@ def test_trials_on_ray_write_the_numbers_of_a_sequential_run(
     assert (root / "tiny" / "curves.png").is_file()
 
 
+@pytest.mark.timeout(300)  # the second trial waited forever for the first one's CPUs
+def test_more_trials_than_the_ray_has_room_for_run_as_room_frees(
+    tmp_path: Path, local_ray: None, sequential: Path
+) -> None:
+    from casi_orchestrator.ray_trials import run_trials
+
+    cfg = config(tmp_path, "trial_cpus = 2")  # the local Ray has 2 CPUs: one trial at a time
+    root = tmp_path / "runs"
+    results = run_trials(cfg, root / "tiny", 2, False, lambda: False, "auto", quiet())
+    assert [r.iteration for r in results] == [6, 6]
+    for trial in (0, 1):
+        assert rows(root, trial) == rows(sequential, trial)
+
+
 def test_a_learner_ray_may_not_restart_stops_the_run_with_a_checkpoint(
     tmp_path: Path, local_ray: None
 ) -> None:
