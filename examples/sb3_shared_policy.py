@@ -7,8 +7,8 @@ and stacks ``--copies`` games (``concat_vec_envs_v1``). SB3 sees 2 x copies slot
 environment: the two learners act with ONE shared policy (parameter sharing), each from its
 own observation. docs/interop.md explains the choices and gives the numbers this reaches.
 
-    .venv/bin/python examples/sb3_shared_policy.py                       # 500k agent-steps
-    .venv/bin/python examples/sb3_shared_policy.py --timesteps 20000 --json out.json
+    .venv/bin/python examples/sb3_shared_policy.py                       # 1M agent-steps, ~25 min
+    .venv/bin/python examples/sb3_shared_policy.py --timesteps 100000 --json out.json
 
 Every ``--eval-every`` agent-steps one line: the greedy policy's win rate and mean return per
 learner over ``--eval-episodes`` fresh episodes, and the questions asked per episode.
@@ -93,7 +93,7 @@ def line(steps: int, elapsed: float, result: dict[str, float]) -> str:
 
 def arguments(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--timesteps", type=int, default=500_000, help="agent-steps to train")
+    p.add_argument("--timesteps", type=int, default=1_000_000, help="agent-steps to train")
     p.add_argument("--copies", type=int, default=32, help="games played side by side")
     p.add_argument("--n-steps", type=int, default=64, help="steps per slot per PPO update")
     p.add_argument("--eval-every", type=int, default=20_480, help="agent-steps between evaluations")
