@@ -29,14 +29,20 @@ RUN if ls /wheels/*.whl >/dev/null 2>&1; then \
         printf '[global]\nno-index = true\nfind-links = /wheels\n' > "$PIP_CONFIG_FILE"; \
     else : > "$PIP_CONFIG_FILE"; fi \
     && python3 -m venv /opt/casi/venv
-COPY proto/ proto/
+# Dependencies first, from the pyproject.toml files alone: a change to the source installs
+# only the CASI distributions again.
+COPY scripts/list-deps.py ./
+COPY proto/pyproject.toml proto/
 
 FROM build AS learner-build
 ARG TORCH_SPEC="torch>=2.6"
 ARG TORCH_INDEX_URL=""
 RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
+COPY learner/pyproject.toml learner/
+RUN python list-deps.py proto learner > deps.txt && pip install -r deps.txt
+COPY proto/ proto/
 COPY learner/ learner/
-RUN pip install ./proto ./learner
+RUN pip install --no-deps ./proto ./learner
 
 FROM base AS learner
 COPY --from=learner-build /opt/casi/venv /opt/casi/venv
@@ -48,17 +54,22 @@ STOPSIGNAL SIGTERM
 ENTRYPOINT ["casi-learner", "--host", "0.0.0.0", "--port", "50051"]
 
 FROM build AS orchestrator-build
+COPY sim/pyproject.toml sim/
+COPY orchestrator/pyproject.toml orchestrator/
+RUN python list-deps.py proto sim orchestrator > deps.txt && pip install -r deps.txt
+COPY proto/ proto/
 COPY sim/ sim/
 COPY orchestrator/ orchestrator/
-RUN pip install ./proto ./sim ./orchestrator
+RUN pip install --no-deps ./proto ./sim ./orchestrator
 
 FROM base AS orchestrator
 COPY --from=orchestrator-build /opt/casi/venv /opt/casi/venv
 COPY experiments/ experiments/
 COPY scripts/compose-run.sh /opt/casi/compose-run.sh
-# What writes outside /runs goes to /tmp (a tmpfs under compose's read-only root filesystem):
-# numba's on-disk cache and matplotlib's config.
-ENV NUMBA_CACHE_DIR=/tmp/numba-cache MPLCONFIGDIR=/tmp/matplotlib
+# numba's on-disk cache (a volume under compose: compiling takes a minute on 2 busy cores);
+# matplotlib's config goes to /tmp (a tmpfs under compose's read-only root filesystem).
+RUN mkdir -m 1777 /opt/casi/numba-cache
+ENV NUMBA_CACHE_DIR=/opt/casi/numba-cache MPLCONFIGDIR=/tmp/matplotlib
 USER casi
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["casi"]

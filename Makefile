@@ -10,7 +10,7 @@ CONFIG ?= experiments/exp2_honest.toml
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup proto docs test test-fast lint experiment experiments bench bench-worlds fuzz clean
+.PHONY: help setup proto docs test test-fast compose-test lint experiment experiments bench bench-worlds fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,13 @@ test: $(STAMP) ## run every test, the expensive ones too (what CI runs)
 
 test-fast: $(STAMP) ## the inner loop: every test not marked expensive (under 90 s)
 	$(PY) -m pytest -q -m "not expensive" $(ARGS)
+
+compose-test: $(STAMP) ## docker compose for real: start dockerd, build both images offline, run the scenarios (root)
+	docker info >/dev/null 2>&1 || { dockerd >/tmp/dockerd.log 2>&1 & \
+	    for i in $$(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done; }
+	docker info >/dev/null || { echo "no Docker engine (see /tmp/dockerd.log)"; exit 1; }
+	scripts/build-images.sh
+	CASI_COMPOSE_TEST=1 $(PY) -m pytest -q -m compose tests/deploy $(ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy on the hand-written code
 	$(PY) -m ruff check .
