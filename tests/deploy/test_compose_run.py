@@ -17,6 +17,7 @@ import subprocess
 import time
 import tomllib
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -264,5 +265,14 @@ def test_a_wrong_token_fails_at_once_with_the_unauthenticated_sentence(project):
     assert "casi: UNAUTHENTICATED: agent a0 at learner:50051: Init:" in logs, logs
     assert "the bearer token does not match" in logs, logs
     state = p.inspect("orchestrator")["State"]
+    ran = seconds(state["FinishedAt"]) - seconds(state["StartedAt"])
+    assert ran < 30, f"the orchestrator ran {ran:.0f} s before failing"
     assert not (p.trial / "iterations.csv").exists()
-    print("wrong token: orchestrator ran", state["StartedAt"], "to", state["FinishedAt"])
+
+
+def seconds(stamp: str) -> float:
+    """Seconds since the epoch of Docker's ``2026-12-01T16:03:59.14592593Z``."""
+    day, _, rest = stamp.rstrip("Z").partition("T")
+    clock, _, fraction = rest.partition(".")
+    whole = datetime.fromisoformat(f"{day}T{clock}+00:00").timestamp()
+    return whole + float(f"0.{fraction or 0}")
