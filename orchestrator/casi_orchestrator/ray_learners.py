@@ -50,6 +50,9 @@ def connect(address: str = AUTO, num_cpus: int | None = None) -> None:
     with ``num_cpus`` (default: every core); ``HOST:PORT`` joins the cluster there."""
     if _initialized():
         return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # each trial's progress lines, not one of them
+    if not sys.stderr.isatty():  # ... and as plain text where stderr is no terminal
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     if address == AUTO and not _cluster_known():
         start_local(num_cpus)
         return

@@ -71,6 +71,8 @@ def test_ray_auto_starts_a_loopback_ray_and_a_signal_checkpoints_every_trial(
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err
     assert re.search(r"continue with: casi run .* --ray auto --resume", err), err[-3000:]
+    assert re.search(r"long trial \d: iteration=\d+/", err), err[-3000:]
+    assert "\x1b[" not in err, "colour codes in a log that is not a terminal"
     for k, path in enumerate(paths):
         _, meta = read_checkpoint(path.parent / "checkpoint")
         with open(path) as f:
