@@ -36,6 +36,7 @@ from casi_orchestrator.learners import INPROCESS, RAY, LearnerPool, LearnerStart
 from casi_orchestrator.outputs import TrialOutput
 from casi_orchestrator.progress import EvalLines
 from casi_orchestrator.resume import ResumeError
+from casi_orchestrator.runner import draw_curves
 from casi_orchestrator.trainer import Trainer, TrialResult
 
 LOGS = "ray-logs"
@@ -77,17 +78,8 @@ def run_trial(
         finally:
             trainer.close()
     if not result.interrupted:
-        _plot(folder, trial_dir / "curves.png", console)
+        draw_curves(folder, trial_dir / "curves.png", console)
     return result
-
-
-def _plot(folder: Path, out: Path, console: Console) -> None:
-    try:
-        from casi_orchestrator.plot import plot_runs
-
-        plot_runs([folder], out)
-    except Exception as exc:  # a failed plot must not fail a finished trial
-        console.print(f"could not draw {out}: {exc}", markup=False)
 
 
 class TrialActor:

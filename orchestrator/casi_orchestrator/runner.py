@@ -79,13 +79,14 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-def _plot(folder: Path, out: Path, console: Console) -> None:
+def draw_curves(folder: Path, out: Path, console: Console) -> None:
+    """The run's curves into ``out``; a failure is a yellow line, never a failed run."""
     try:
         from casi_orchestrator.plot import plot_runs
 
         plot_runs([folder], out)
     except Exception as exc:  # a failed plot must not fail a finished run
-        console.print(f"[yellow]could not draw {out}: {exc}[/yellow]")
+        console.print(f"could not draw {out}: {exc}", style="yellow", markup=False)
 
 
 def _warm_kernels(cfg: RunConfig) -> None:
@@ -274,7 +275,7 @@ def run_experiment(
             _plain(console, f"continue with: {_with(words, '--resume')}")
         return EXIT_ERROR
     if results and not results[-1].interrupted:
-        _plot(folder, folder / "curves.png", console)
+        draw_curves(folder, folder / "curves.png", console)
     _summary(console, cfg, folder, results)
     signum = getattr(should_stop, "signum", None)
     if results and results[-1].interrupted and signum:
@@ -329,5 +330,5 @@ def _run_trial(
     finally:
         trainer.close()
     if not result.interrupted:
-        _plot(folder, trial_dir / "curves.png", console)
+        draw_curves(folder, trial_dir / "curves.png", console)
     return result
