@@ -77,10 +77,13 @@ def _agents(trial_csvs: list[Path]) -> list[str]:
     return names
 
 
-def _mean_sd(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.2f}"
-    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+def mean_sd(values: list[float | None]) -> str:
+    """The mean and the sample standard deviation of the values given ("–" for none; the
+    value alone for one, whose spread is unknown)."""
+    present = [v for v in values if v is not None]
+    if len(present) < 2:
+        return f"{present[0]:.2f}" if present else "–"
+    return f"{statistics.fmean(present):.2f} ± {statistics.stdev(present):.2f}"
 
 
 def _median(values: list[float | None], fmt: str) -> str:
@@ -103,13 +106,13 @@ def run_rows(run_dir: Path, target: float) -> list[list[str]]:
                 run_dir.name,
                 agent,
                 str(len(trials)),
-                _mean_sd([t.final_win for t in trials]),
-                _mean_sd([t.best_win for t in trials]),
+                mean_sd([t.final_win for t in trials]),
+                mean_sd([t.best_win for t in trials]),
                 f"{sum(s is not None for s in reached)}/{len(trials)}",
                 _median(reached, ",.0f"),
                 _median([t.seconds_to_target for t in trials], ".0f"),
-                _mean_sd([t.questions for t in trials]),
-                _mean_sd([t.final_return for t in trials]),
+                mean_sd([t.questions for t in trials]),
+                mean_sd([t.final_return for t in trials]),
             ]
         )
     return rows

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from casi_orchestrator.metrics import INFLUENCE, WIN_RATE, answers_key
 from casi_orchestrator.plot import read_trial
+from casi_orchestrator.summary import mean_sd
 
 TRUTHS = ("incomplete_truth", "complete_truth")
 LIES = ("specific_lie", "general_lie")
@@ -102,14 +103,6 @@ def _mean(xs: list[float | None]) -> float:
     return statistics.fmean(known) if known else float("nan")
 
 
-def _mean_sd(xs: list[float | None]) -> str:
-    xs_ = [x for x in xs if x is not None]
-    if not xs_:
-        return "–"
-    sd = statistics.stdev(xs_) if len(xs_) > 1 else 0.0
-    return f"{statistics.fmean(xs_):.2f} ± {sd:.2f}"
-
-
 def markdown(points: list[Point], key: str) -> str:
     """One row per trial and agent, then mean ± sd over them per value."""
     head = [key, "run", "trial", "agent", *MEASURES]
@@ -120,7 +113,7 @@ def markdown(points: list[Point], key: str) -> str:
     lines += ["", "| " + " | ".join([key, "agents", *MEASURES]) + " |", "|" + "---|" * 7]
     for value in sorted({p.value for p in points}):
         group = [p for p in points if p.value == value]
-        stats = [_mean_sd([getattr(p, m) for p in group]) for m in MEASURES]
+        stats = [mean_sd([getattr(p, m) for p in group]) for m in MEASURES]
         lines.append(f"| {value:g} | {len(group)} | " + " | ".join(stats) + " |")
     return "\n".join(lines)
 
