@@ -8,11 +8,14 @@ config=$1
 out=runs
 prev=
 for arg in "$@"; do
+    case $arg in --out=*) out=${arg#--out=} ;; esac
     if [ "$prev" = --out ]; then out=$arg; fi
     prev=$arg
 done
-name=$(sed -n 's/^name *= *["'\'']\([^"'\'']*\)["'\''].*/\1/p' "$config" | head -n 1)
-[ -n "$name" ] || name=$(basename "$config" .toml)
+name=$(python -c 'import pathlib, sys, tomllib
+path = pathlib.Path(sys.argv[1])
+print(tomllib.loads(path.read_text()).get("name") or path.stem)' "$config" 2>/dev/null) \
+    || name=$(basename "$config" .toml)  # casi run then says what is wrong with the file
 for saved in "$out/$name"/trial-*/checkpoint "$out/$name"/trial-*/checkpoint.old; do
     if [ -e "$saved" ]; then
         echo "compose-run: $saved exists: casi run --resume" >&2
