@@ -11,6 +11,8 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -97,9 +99,12 @@ def settle(pid: int, seconds: float = 6.0) -> float:
     return high
 
 
-def test_stalled_getparams_readers_hold_bounded_memory() -> None:
+@contextmanager
+def big_learner(*args: str) -> Iterator[tuple[LearnerProcess, NetClient, list[socket.socket]]]:
+    """A learner with a model of :data:`HIDDEN`, Init-ed through a client, and a list for the
+    stalled connections, all closed at the end."""
     mb = str(BUDGET_MB)
-    learner = LearnerProcess("--max-message-mb", mb, "--reply-budget-mb", mb)
+    learner = LearnerProcess("--max-message-mb", mb, "--reply-budget-mb", mb, *args)
     cfg = NetContract().make_cfg()
     cfg.hidden_sizes[:] = HIDDEN
     sockets: list[socket.socket] = []
@@ -107,38 +112,43 @@ def test_stalled_getparams_readers_hold_bounded_memory() -> None:
         with NetClient(learner.address, name="a0", max_message_mb=BUDGET_MB) as client:
             client.wait_ready(60.0)
             client.init(cfg)
-            client.get_params()
-            before = settle(learner.pid, 1.0)
-            sockets = [stalled_reader(learner.address, STREAMS) for _ in range(CONNECTIONS)]
-            held = settle(learner.pid) - before
-            print(f"RSS {before:.0f} MB, +{held:.0f} MB with {len(sockets) * STREAMS} stalled")
-            assert held < BOUND_MB, f"{held:.0f} MB held for stalled readers"
-
-            started = time.monotonic()
-            logits, _ = client.predict(np.zeros((2, cfg.obs_dim), np.float32))
-            assert logits.shape[0] == 2
-            with pytest.raises(NetError) as info:
-                client.get_params()
-            assert time.monotonic() - started < 10.0
-            assert info.value.code == "RESOURCE_EXHAUSTED", info.value.message
-            assert "--reply-budget-mb" in info.value.message
-            assert "raise max_message_mb" not in info.value.message
-
-            for sock in sockets:
-                sock.close()
-            deadline = time.monotonic() + 30.0
-            while True:  # the budget comes back once the stalled connections are gone
-                try:
-                    client.get_params()
-                    break
-                except NetError as exc:
-                    if exc.code != "RESOURCE_EXHAUSTED" or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+            yield learner, client, sockets
     finally:
         for sock in sockets:
             sock.close()
         learner.kill()
+
+
+def test_stalled_getparams_readers_hold_bounded_memory() -> None:
+    with big_learner() as (learner, client, sockets):
+        client.get_params()
+        before = settle(learner.pid, 1.0)
+        sockets += [stalled_reader(learner.address, STREAMS) for _ in range(CONNECTIONS)]
+        held = settle(learner.pid) - before
+        print(f"RSS {before:.0f} MB, +{held:.0f} MB with {len(sockets) * STREAMS} stalled")
+        assert held < BOUND_MB, f"{held:.0f} MB held for stalled readers"
+
+        started = time.monotonic()
+        logits, _ = client.predict(np.zeros((2, NetContract().make_cfg().obs_dim), np.float32))
+        assert logits.shape[0] == 2
+        with pytest.raises(NetError) as info:
+            client.get_params()
+        assert time.monotonic() - started < 10.0
+        assert info.value.code == "RESOURCE_EXHAUSTED", info.value.message
+        assert "--reply-budget-mb" in info.value.message
+        assert "raise max_message_mb" not in info.value.message
+
+        for sock in sockets:
+            sock.close()
+        deadline = time.monotonic() + 30.0
+        while True:  # the budget comes back once the stalled connections are gone
+            try:
+                client.get_params()
+                break
+            except NetError as exc:
+                if exc.code != "RESOURCE_EXHAUSTED" or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
 
 def closed_by_peer(sock: socket.socket, within: float) -> bool:
@@ -158,24 +168,10 @@ def closed_by_peer(sock: socket.socket, within: float) -> bool:
 
 def test_a_stalled_reader_that_does_not_answer_keepalive_pings_is_evicted() -> None:
     """The stalled connections are never closed by their client: the learner closes them."""
-    mb = str(BUDGET_MB)
-    learner = LearnerProcess(
-        "--max-message-mb", mb, "--reply-budget-mb", mb,
-        "--keepalive-s", "1", "--keepalive-timeout-s", "1",
-    )  # fmt: skip
-    cfg = NetContract().make_cfg()
-    cfg.hidden_sizes[:] = HIDDEN
-    sockets: list[socket.socket] = []
-    try:
-        with NetClient(learner.address, name="a0", max_message_mb=BUDGET_MB) as client:
-            client.wait_ready(60.0)
-            client.init(cfg)
-            sockets = [stalled_reader(learner.address, STREAMS) for _ in range(2)]
-            started = time.monotonic()
-            assert all(closed_by_peer(sock, within=30.0) for sock in sockets)
-            print(f"evicted after {time.monotonic() - started:.1f} s")
-            client.get_params()  # their replies are freed: a whole budget's worth is sent
-    finally:
-        for sock in sockets:
-            sock.close()
-        learner.kill()
+    pings = ("--keepalive-s", "1", "--keepalive-timeout-s", "1")
+    with big_learner(*pings) as (learner, client, sockets):
+        sockets += [stalled_reader(learner.address, STREAMS) for _ in range(2)]
+        started = time.monotonic()
+        assert all(closed_by_peer(sock, within=30.0) for sock in sockets)
+        print(f"evicted after {time.monotonic() - started:.1f} s")
+        client.get_params()  # their replies are freed: a whole budget's worth is sent
