@@ -119,6 +119,20 @@ class BatchSim:
             self.cfg.incentives.max_guesses_per_attr,
         )
 
+    def channels(self) -> dict[str, np.ndarray]:
+        """Copies of what the agents told each other (for narration): ask_to, ask_attr [B,na]
+        (whom each agent asked in the step just resolved, or -1; about what), answer_kind,
+        answer_value [B,na,na,C] (the latest answer q got from j about a), and the episode
+        keys [B] that seed the scripted random agents."""
+        ch = self._channels
+        return {
+            "ask_to": ch.ask_to.copy(),
+            "ask_attr": ch.ask_attr.copy(),
+            "answer_kind": ch.answer_kind.copy(),
+            "answer_value": ch.answer_value.copy(),
+            "key": self._worlds.key.copy(),
+        }
+
     def state(self) -> dict[str, np.ndarray]:
         """Copies of the episodes' state: values [B,C], direct/goal/solved bool [B,na,C],
         guesses [B,na,C], won/done bool [B,na], t [B], salt uint64 [B,na]."""

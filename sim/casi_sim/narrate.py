@@ -79,16 +79,23 @@ class Before(NamedTuple):
     key: np.ndarray  # uint64 [B]: the episode keys (the scripted random agents' stream)
 
 
+class After(NamedTuple):
+    """The state and the channels right after a step (:meth:`BatchSim.state`, ``channels``)."""
+
+    state: dict[str, np.ndarray]
+    channels: dict[str, np.ndarray]
+
+
 def before_step(sim: BatchSim) -> Before:
     """What :func:`record` needs to know from before a step."""
-    worlds, progress, channels = sim._worlds, sim._progress, sim._channels
+    state, channels = sim.state(), sim.channels()
     return Before(
-        t=progress.t.copy(),
-        done=progress.done.copy(),
-        known=worlds.direct | progress.solved,
-        ask_to=channels.ask_to.copy(),
-        ask_attr=channels.ask_attr.copy(),
-        key=worlds.key.copy(),
+        t=state["t"],
+        done=state["done"],
+        known=state["direct"] | state["solved"],
+        ask_to=channels["ask_to"],
+        ask_attr=channels["ask_attr"],
+        key=channels["key"],
     )
 
 
@@ -98,13 +105,17 @@ def step(
     """``sim.step(main, intentions)``, plus the :class:`Turn` of every episode."""
     before = before_step(sim)
     obs, reward, done, info = sim.step(main, intentions)
-    turns = [record(sim, before, main, intentions, reward, info, b) for b in range(sim.batch)]
+    after = After(sim.state(), sim.channels())
+    turns = [
+        record(sim.cfg, before, after, main, intentions, reward, info, b) for b in range(sim.batch)
+    ]
     return obs, reward, done, info, turns
 
 
 def record(
-    sim: BatchSim,
+    cfg: GameConfig,
     before: Before,
+    after: After,
     main: np.ndarray,
     intentions: np.ndarray,
     reward: np.ndarray,
@@ -112,7 +123,7 @@ def record(
     b: int,
 ) -> Turn:
     """The :class:`Turn` of episode ``b`` of the step that followed :func:`before_step`."""
-    cfg, na = sim.cfg, sim.n_agents
+    na = cfg.n_agents
     t = int(before.t[b])
     played_main, played_intentions = [], []
     for i, kind in enumerate(cfg.agents):
@@ -136,8 +147,8 @@ def record(
         questions.append([j, a])
         knew.append(bool(before.known[b, j, a]))
         delivered = not before.done[b, j] and played_intentions[j][q] != IGNORE
-        said = int(sim._channels.answer_kind[b, q, j, a])
-        value = int(sim._channels.answer_value[b, q, j, a])
+        said = int(after.channels["answer_kind"][b, q, j, a])
+        value = int(after.channels["answer_value"][b, q, j, a])
         answers.append([said, value] if delivered and said != ANSWER_NONE else None)
     guesses = info["guesses"][b]
     return Turn(
@@ -149,12 +160,12 @@ def record(
         questions=questions,
         answers=answers,
         answerer_knew=knew,
-        values=[int(v) for v in sim._worlds.values[b]],
+        values=[int(v) for v in after.state["values"][b]],
         guess=[int(np.argmax(g)) if g.any() else None for g in guesses],
         reward=[float(r) for r in reward[b]],
         own_reward=[float(r) for r in info["own_reward"][b]],
         won=[bool(w) for w in info["won"][b]],
-        done=[bool(d) for d in sim._progress.done[b]],
+        done=[bool(d) for d in after.state["done"][b]],
     )
 
 
