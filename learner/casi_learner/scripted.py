@@ -16,6 +16,7 @@ from casi_proto import PROTOCOL_VERSION
 from casi_proto.api import LOSS_FIELDS, Params, Sequences
 from casi_proto.errors import precondition
 from casi_proto.validate import (
+    check_game_heads,
     check_hidden_batch,
     check_net_cfg,
     check_optim_cfg,
@@ -61,6 +62,7 @@ class ScriptedNet:
 
     def init(self, cfg: net_pb2.NetCfg) -> net_pb2.InitReply:
         check_net_cfg(cfg)
+        check_game_heads(cfg)  # a scripted policy knows only the game's own layout
         self._cfg = net_pb2.NetCfg()
         self._cfg.CopyFrom(cfg)
         self._row = self._logit_row(list(cfg.head_sizes))

@@ -35,8 +35,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -119,6 +121,31 @@ class AlgorithmCfg(Section):
     mask_pointless: bool = False
     """Sample (in rollouts and evaluations) only among the actions that are not pointless
     (casi_sim.masks), and train that masked policy. An aid beyond the original study."""
+    factored_main: bool = False
+    """Give the learner the main action as four heads (kind: noop, guess or ask; attribute;
+    agent asked; value guessed) instead of one head of all main actions; the orchestrator
+    composes the game's action from them, and only the heads the sampled kind uses enter the
+    log-probability and the entropy. Not with ``mask_pointless``."""
+
+    @model_validator(mode="after")
+    def _factored_unmasked(self) -> AlgorithmCfg:
+        """``factored_main`` and ``mask_pointless`` do not go together."""
+        if self.factored_main and self.mask_pointless:
+            raise ValueError(
+                "factored_main and mask_pointless do not go together (the mask is over the "
+                "game's main actions, not over the factored heads): turn one of them off"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_factored_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``factored_main`` only when on: the fingerprints of the runs from before the key
+        existed stay as they were, and their checkpoints resume."""
+        data: dict[str, Any] = handler(self)
+        if not self.factored_main:
+            data.pop("factored_main", None)
+        return data
+
 
     @field_validator("hidden_sizes")
     @classmethod

@@ -99,7 +99,7 @@ def evaluate(
         preds, actions, _ = act(fleet, obs, head_sizes, rng, allowed)
         if influence is not None and t > 0:
             influence.step(obs_prev, obs, [logits for logits, _ in preds], ~done, allowed)
-        main, intentions = joint_action(slots, actions, sim.n_agents)
+        main, intentions = joint_action(slots, actions, sim.n_agents, head_sizes)
         _count_questions(tally.asked_to, main, done, slots, sim)
         if details.trajectory:
             trajectory.append(_trajectory_step(t, main, intentions, done, fleet))

@@ -18,8 +18,9 @@ import numpy as np
 from casi_sim import GameConfig
 from casi_sim.actions import ANSWER_KINDS, ANSWER_KNOWN, ANSWER_UNKNOWN, ANSWER_VALUE, CELL_FLAGS
 
+from casi_orchestrator.factored import split_probs
 from casi_orchestrator.fleet import Fleet, Member
-from casi_orchestrator.sampling import head_probs, masked
+from casi_orchestrator.sampling import masked
 
 
 class Layout(NamedTuple):
@@ -97,7 +98,7 @@ class Influence:
         ((cf_logits, _),) = self.fleet.each(lambda m: m.net.predict(cf), [member])
         if ok is not None:
             cf_logits = masked(cf_logits, ok)
-        p, q = head_probs(logits, self.head_sizes)[0], head_probs(cf_logits, self.head_sizes)[0]
+        p, q = split_probs(logits, self.head_sizes)[0], split_probs(cf_logits, self.head_sizes)[0]
         self.total[k] += 0.5 * np.abs(p - q).sum(axis=1).sum()
         self.count[k] += len(logits)
 

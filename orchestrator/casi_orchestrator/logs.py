@@ -9,10 +9,10 @@ import numpy as np
 from casi.v1 import net_pb2
 from casi_sim import INTENTION_NAMES, GameConfig
 
-from casi_orchestrator import sampling
 from casi_orchestrator.backtrack import Backtracker
 from casi_orchestrator.config import LogCfg, RunConfig
 from casi_orchestrator.evaluation import EvalResult, Metrics
+from casi_orchestrator.factored import main_width, split_probs
 from casi_orchestrator.fleet import Member
 from casi_orchestrator.metrics import BONUS, EVENT, answers_key, column
 from casi_orchestrator.outputs import TrialOutput
@@ -31,13 +31,13 @@ class ActionProbs:
 
     def __init__(self, slots: list[int], head_sizes: list[int]) -> None:
         self.slots, self.head_sizes = slots, head_sizes
-        self.main = np.zeros((len(slots), head_sizes[0]))
+        self.main = np.zeros((len(slots), main_width(head_sizes)))
         self.intentions = np.zeros((len(slots), len(INTENTION_NAMES)))
 
     def __call__(self, k: int, logits: np.ndarray, acted: np.ndarray) -> None:
-        probs = sampling.head_probs(logits[acted], self.head_sizes)
-        self.main[k] += probs[0].sum(axis=0)
-        for j, p in enumerate(probs[1:]):
+        main, intentions = split_probs(logits[acted], self.head_sizes)
+        self.main[k] += main.sum(axis=0)
+        for j, p in enumerate(intentions):
             if j != self.slots[k]:
                 self.intentions[k] += p.sum(axis=0)
 
@@ -184,6 +184,6 @@ def start_fields(
         "fingerprint": cfg.fingerprint(),
         "agents": [s.model_dump(exclude_none=True) for s in cfg.agent_specs],
         "obs_dim": game.obs_dim,
-        "head_sizes": head_sizes(game),
+        "head_sizes": head_sizes(game, cfg.algorithm.factored_main),
         "learners": learners,
     }

@@ -177,7 +177,7 @@ def play(
     try:
         sim = BatchSim(game, episodes, seed=sampling.derive_seed(cfg.seed, trial, sampling.WORLD))
         reset_seed, rng, how = _how(cfg, trial, episodes, seed, sample)
-        heads = wire.head_sizes(game)
+        heads = wire.head_sizes(game, cfg.algorithm.factored_main)
         played = play_episodes(fleet, sim, reset_seed, heads, cfg.algorithm, rng)
     finally:
         fleet.close()
@@ -262,7 +262,7 @@ def play_episodes(
     for _ in range(sim.cfg.max_steps):
         allowed = allowed_rows(sim, slots) if alg.mask_pointless else None
         _, actions, _ = act(fleet, obs, head_sizes, rng, allowed)
-        main, intentions = joint_action(slots, actions, sim.n_agents)
+        main, intentions = joint_action(slots, actions, sim.n_agents, head_sizes)
         obs, _, done, _, turns = narrate.step(sim, main, intentions)
         for episode, turn in zip(episodes, turns, strict=True):
             if any(turn.acting):

@@ -13,6 +13,7 @@ import numpy as np
 from casi_sim import BatchSim
 
 from casi_orchestrator import sampling
+from casi_orchestrator.factored import N_FACTORS, FactoredHeads, compose
 from casi_orchestrator.fleet import Fleet
 
 Prediction = tuple[np.ndarray, np.ndarray]  # logits [B, sum(heads)], values [B]
@@ -73,15 +74,23 @@ def act(
 
 
 def joint_action(
-    slots: list[int], actions: list[np.ndarray], n_agents: int
+    slots: list[int],
+    actions: list[np.ndarray],
+    n_agents: int,
+    head_sizes: list[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The simulator's (main [B, na], intentions [B, na, na]); scripted slots stay 0."""
+    """The simulator's (main [B, na], intentions [B, na, na]); scripted slots stay 0. With
+    :class:`FactoredHeads` the main action is composed of the factor heads."""
     batch = actions[0].shape[0]
     main = np.zeros((batch, n_agents), np.int64)
     intentions = np.zeros((batch, n_agents, n_agents), np.int64)
     for slot, action in zip(slots, actions, strict=True):
-        main[:, slot] = action[:, 0]
-        intentions[:, slot, :] = action[:, 1:]
+        if isinstance(head_sizes, FactoredHeads):
+            main[:, slot] = compose(action, head_sizes)
+            intentions[:, slot, :] = action[:, N_FACTORS:]
+        else:
+            main[:, slot] = action[:, 0]
+            intentions[:, slot, :] = action[:, 1:]
     return main, intentions
 
 
@@ -130,6 +139,6 @@ def collect(
             if observe is not None:
                 observe(k, preds[k][0], ~done[:, m.slot])
         roll.mask[:, :, t] = (~done[:, slots]).T
-        obs, reward, done, _ = sim.step(*joint_action(slots, actions, sim.n_agents))
+        obs, reward, done, _ = sim.step(*joint_action(slots, actions, sim.n_agents, head_sizes))
         roll.rewards[:, :, t] = reward[:, slots].T
     return roll

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from casi_proto.heads import head_slices, log_softmax
 
+from casi_orchestrator.factored import FactoredHeads, relevant
+
 # purposes of derived streams (never renumber: resumed runs depend on them)
 NET_INIT = 1
 ROLLOUT_SIM = 2
@@ -48,7 +50,8 @@ def sample_heads(
     ``rng`` given: Gumbel-max sampling (``argmax(logits + G)``, ``G = -log(-log U)``), one
     uniform draw per logit so the draws do not depend on the values. ``rng`` None: the argmax
     of every head. Returns (actions int64 [B, n_heads], logp float32 [B]), ``logp`` being the
-    sum over heads of the log-softmax at the chosen indices.
+    sum over heads of the log-softmax at the chosen indices (for :class:`FactoredHeads`, over
+    the heads that are part of the action only).
     """
     logits = np.asarray(logits, np.float64)
     rows = logits.shape[0]
@@ -58,12 +61,16 @@ def sample_heads(
         with np.errstate(divide="ignore"):
             scores = logits - np.log(-np.log(u))
     actions = np.empty((rows, len(head_sizes)), np.int64)
-    logp = np.zeros(rows, np.float64)
+    terms = []
     index = np.arange(rows)
     for h, cols in enumerate(head_slices(head_sizes)):
         choice = scores[:, cols].argmax(axis=1)
         actions[:, h] = choice
-        logp += log_softmax(logits[:, cols])[index, choice]
+        terms.append(log_softmax(logits[:, cols])[index, choice])
+    keep = relevant(actions) if isinstance(head_sizes, FactoredHeads) else None
+    logp = np.zeros(rows, np.float64)
+    for h, term in enumerate(terms):
+        logp += term if keep is None else np.where(keep[:, h], term, 0.0)
     return actions, logp.astype(np.float32)
 
 

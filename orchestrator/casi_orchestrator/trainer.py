@@ -34,6 +34,7 @@ from casi_orchestrator import sampling, wire
 from casi_orchestrator.checkpoint import find_checkpoint
 from casi_orchestrator.config import RunConfig
 from casi_orchestrator.evaluation import Details, EvalResult, Metrics, evaluate
+from casi_orchestrator.factored import with_relevance
 from casi_orchestrator.fleet import Fleet, Member
 from casi_orchestrator.learners import LearnerPool
 from casi_orchestrator.logs import ActionProbs, Losses, Streams, csv_row, start_fields
@@ -83,7 +84,7 @@ class Trainer:
         self.cfg, self.trial, self.out = cfg, trial, out
         self.should_stop = should_stop
         self.game = cfg.game()
-        self.head_sizes = wire.head_sizes(self.game)
+        self.head_sizes = wire.head_sizes(self.game, cfg.algorithm.factored_main)
         world = self._seed(sampling.WORLD)
         self.sim = BatchSim(self.game, batch=cfg.algorithm.batch, seed=world)
         self.eval_sim = BatchSim(self.game, batch=cfg.eval.episodes, seed=world)
@@ -218,7 +219,7 @@ class Trainer:
                 self.fleet, self.sim, seed, rng, self.head_sizes, alg.recurrent, probs,
                 alg.mask_pointless,
             )  # fmt: skip
-            return roll, probs
+            return with_relevance(roll, self.head_sizes), probs
 
         return self.fleet.recovering(phase)
 
@@ -279,8 +280,10 @@ class Trainer:
     def start(self, resume: bool) -> bool:
         """Inits every learner; on resume restores the checkpoint. False: a fresh start."""
         replies = self.fleet.each(lambda m: m.net.init(self.net_cfg(m)))
-        if self.cfg.algorithm.mask_pointless:
-            _check_masking(self.fleet.members, replies)
+        alg = self.cfg.algorithm
+        if alg.mask_pointless or alg.factored_main:
+            option = "mask_pointless" if alg.mask_pointless else "factored_main"
+            _check_masking(self.fleet.members, replies, option)
         path = self.checkpoints.path
         if resume and find_checkpoint(path) is not None:
             self._resume()
@@ -351,15 +354,15 @@ class Trainer:
         return sampling.derive_seed(self.cfg.seed, self.trial, purpose, *more)
 
 
-def _check_masking(members: list[Member], replies: list[net_pb2.InitReply]) -> None:
+def _check_masking(members: list[Member], replies: list[net_pb2.InitReply], option: str) -> None:
     for m, reply in zip(members, replies, strict=True):
         if not reply.action_mask:
             raise NetError(
                 FAILED_PRECONDITION,
                 f"learner {m.name} ({reply.implementation or 'unnamed'}) does not say that its "
                 "Train honours Sequences.action_mask (InitReply.action_mask is false); "
-                "[algorithm] mask_pointless = true needs it: update the learner or turn the "
-                "mask off",
+                f"[algorithm] {option} = true needs it: update the learner or turn "
+                f"{option} off",
             )
 
 

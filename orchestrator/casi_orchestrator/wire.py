@@ -8,10 +8,15 @@ from casi_proto.names import ACTIVATIONS, LOSSES, N_INTENTIONS, OPTIMIZERS
 from casi_sim import GameConfig
 
 from casi_orchestrator.config import AlgorithmCfg
+from casi_orchestrator.factored import FactoredHeads
 
 
-def head_sizes(game: GameConfig) -> list[int]:
-    """The main head ``A``, then one intention head per agent slot (SPEC 4)."""
+def head_sizes(game: GameConfig, factored: bool = False) -> list[int]:
+    """The main head ``A``, then one intention head per agent slot (SPEC 4); ``factored``
+    (``[algorithm] factored_main``): the kind, attribute, agent and value heads instead of
+    the main head (:class:`FactoredHeads`)."""
+    if factored:
+        return FactoredHeads.of(game)
     return [game.n_main_actions] + [N_INTENTIONS] * game.n_agents
 
 
@@ -27,7 +32,7 @@ def net_cfg(alg: AlgorithmCfg, game: GameConfig, seed: int) -> net_pb2.NetCfg:
     return net_pb2.NetCfg(
         protocol_version=PROTOCOL_VERSION,
         obs_dim=game.obs_dim,
-        head_sizes=head_sizes(game),
+        head_sizes=head_sizes(game, alg.factored_main),
         hidden_sizes=alg.hidden_sizes,
         recurrent=alg.recurrent,
         seed=seed,

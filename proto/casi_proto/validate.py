@@ -42,10 +42,10 @@ def check_net_cfg(cfg: net_pb2.NetCfg) -> None:
     if cfg.obs_dim <= 0:
         raise invalid(f"NetCfg.obs_dim: expected > 0, got {cfg.obs_dim}")
     heads = list(cfg.head_sizes)
-    if len(heads) < 2 or heads[0] < 1 or any(h != N_INTENTIONS for h in heads[1:]):
+    if not heads or any(h < 1 for h in heads):
         raise invalid(
-            f"NetCfg.head_sizes: expected [A, {N_INTENTIONS}, {N_INTENTIONS}, ...] (the main "
-            f"head, then one head of {N_INTENTIONS} intentions per agent slot), got {heads}"
+            f"NetCfg.head_sizes: expected one or more heads of >= 1 actions each (the game's "
+            f"[A, {N_INTENTIONS}, {N_INTENTIONS}, ...], or a factoring of it), got {heads}"
         )
     if any(h <= 0 for h in cfg.hidden_sizes):
         raise invalid(f"NetCfg.hidden_sizes: expected sizes > 0, got {list(cfg.hidden_sizes)}")
@@ -56,6 +56,17 @@ def check_net_cfg(cfg: net_pb2.NetCfg) -> None:
         raise invalid(f"NetCfg.loss: expected one of {names}, got {cfg.loss}")
     check_optim_cfg(cfg.optim, "NetCfg.optim")
     _check_coefficients(cfg)
+
+
+def check_game_heads(cfg: net_pb2.NetCfg) -> None:
+    """``head_sizes`` in the game's own layout, ``[A, 5, 5, ...]``: the main head, then one
+    head of 5 intentions per agent slot (for a policy that reads what its heads mean)."""
+    heads = list(cfg.head_sizes)
+    if len(heads) < 2 or heads[0] < 1 or any(h != N_INTENTIONS for h in heads[1:]):
+        raise invalid(
+            f"NetCfg.head_sizes: expected [A, {N_INTENTIONS}, {N_INTENTIONS}, ...] (the main "
+            f"head, then one head of {N_INTENTIONS} intentions per agent slot), got {heads}"
+        )
 
 
 def check_optim_cfg(optim: net_pb2.OptimCfg, prefix: str = "OptimCfg") -> None:

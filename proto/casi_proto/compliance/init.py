@@ -32,7 +32,7 @@ class InitContract(ContractBase):
         client.init(self.make_cfg())  # the learner is still usable
 
     def test_bad_head_sizes_refused(self, raw: RawCall) -> None:
-        request = self.make_cfg(head_sizes=[self.head_sizes[0], 4])
+        request = self.make_cfg(head_sizes=[self.head_sizes[0], 0])
         expect_error(INVALID_ARGUMENT, lambda: raw("Init", request), "head_sizes")
 
     def test_predict_before_init(self, raw: RawCall) -> None:
