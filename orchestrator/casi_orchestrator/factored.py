@@ -60,6 +60,14 @@ def compose(actions: np.ndarray, heads: FactoredHeads) -> np.ndarray:
     return np.where(kind == KIND_GUESS, guess, np.where(kind == KIND_ASK, ask, NOOP))
 
 
+def main_actions(actions: np.ndarray, game: GameConfig) -> np.ndarray:
+    """The simulator's main actions of rollout actions (int [..., n_heads]) of either layout,
+    told apart by their number of heads (``1 + na`` or ``4 + na``)."""
+    if actions.shape[-1] == N_FACTORS + game.n_agents:
+        return compose(actions, FactoredHeads.of(game))
+    return actions[..., 0]
+
+
 def relevant(actions: np.ndarray) -> np.ndarray:
     """Which heads of factored actions (int [..., n_heads]) are part of the action: bool,
     same shape. The kind and the intention heads always are."""

@@ -12,7 +12,7 @@ from casi_sim import INTENTION_NAMES, GameConfig
 from casi_orchestrator.backtrack import Backtracker
 from casi_orchestrator.config import LogCfg, RunConfig
 from casi_orchestrator.evaluation import EvalResult, Metrics
-from casi_orchestrator.factored import main_width, split_probs
+from casi_orchestrator.factored import main_actions, main_width, split_probs
 from casi_orchestrator.fleet import Member
 from casi_orchestrator.metrics import BONUS, EVENT, answers_key, column
 from casi_orchestrator.outputs import TrialOutput
@@ -123,7 +123,7 @@ class Streams:
         self, it: int, name: str, roll: RolloutBuffer, k: int, acted: np.ndarray, bonus: float
     ) -> None:
         n_guesses = self.game.attrs.count * self.game.attrs.values
-        main = roll.actions[k][..., 0][acted]
+        main = main_actions(roll.actions[k], self.game)[acted]
         self.out.event(
             "actions_rewards", it, agent=name,
             noop=float((main == 0).mean()) if main.size else 0.0,

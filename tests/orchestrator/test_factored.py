@@ -190,7 +190,7 @@ def test_a_factored_run_trains_a_torch_learner_and_logs_the_composed_main_action
         tmp_path,
         algorithm={"factored_main": True},
         eval={"influence": True},
-        log={"action_probs": True, "trajectories": True},
+        log={"action_probs": True, "actions_rewards": True, "trajectories": True},
     )
     result, rows = run_trial(cfg, tmp_path, {"a0": torch_net.TorchNet(device="cpu", threads=1)})
     assert result.iteration == 4
@@ -202,6 +202,9 @@ def test_a_factored_run_trains_a_torch_learner_and_logs_the_composed_main_action
     probs = [e for e in events if e["stream"] == "action_probs"]
     assert probs and all(len(e["main"]) == game.n_main_actions for e in probs)
     assert all(abs(sum(e["main"]) - 1.0) < 1e-3 for e in probs)
+    kinds = [e for e in events if e["stream"] == "actions_rewards"]
+    assert kinds and all(abs(e["noop"] + e["guess"] + e["ask"] - 1.0) < 1e-6 for e in kinds)
+    assert all(e["ask"] > 0 and e["guess"] > 0 for e in kinds)  # kind 2 read as a guess: no ask
     steps = [s for e in events if e["stream"] == "trajectories" for s in e["steps"]]
     assert all(0 <= a["a0"][0] < game.n_main_actions for a in (s["actions"] for s in steps))
     assert "factored_main = true" in (tmp_path / "trial-0" / "config.toml").read_text()
