@@ -10,7 +10,12 @@ the client has read it or is gone; a reply that would pass the budget is not sen
 fails with RESOURCE_EXHAUSTED at once. Each connection may open at most
 ``MAX_STREAMS_PER_CONNECTION`` calls at a time, the server runs at most ``MAX_CONCURRENT_RPCS``
 handlers (more are refused with RESOURCE_EXHAUSTED), and a connection that does not answer the
-server's keepalive pings (a peer that stopped reading) is closed, which frees its replies.
+server's keepalive pings (a peer that stopped reading) is closed, which frees its replies. On
+the Act stream a reply is counted from the moment it is built until gRPC has sent it (flow
+control then holds the next one back), so an open stream holds at most one reply.
+
+Every server here offers the Act stream, whatever its Net: Init's reply says so
+(``act_stream``) and names the contract's minor version this server speaks.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ import weakref
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import grpc
 from casi.v1 import net_pb2, net_pb2_grpc
-from casi_proto import codec
+from casi_proto import PROTOCOL_MINOR, codec
 from casi_proto.api import Net
 from casi_proto.errors import NetError
 from casi_proto.tls import PemSource, read_pem
@@ -101,7 +107,11 @@ class NetServicer(net_pb2_grpc.NetServicer):
         with self._idle:
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
 
-    def _run(self, method: str, context: grpc.ServicerContext, call: Callable[[], R]) -> R:
+    def _run(
+        self, method: str, context: grpc.ServicerContext, call: Callable[[], R], hold: bool = True
+    ) -> R:
+        """``call()`` under the lock; its reply counted until the call ends (``hold``) or
+        until the caller gives it back (not ``hold``, the Act stream)."""
         with self._idle:
             self._in_flight += 1
         try:
@@ -110,7 +120,10 @@ class NetServicer(net_pb2_grpc.NetServicer):
             with self._lock:
                 self.budget.check(method, self._last_size.get(method, 0))
                 reply = call()
-                self._count(method, context, reply)
+                if hold:
+                    self._count(method, context, reply)
+                else:
+                    self.budget.take(method, self._size(method, reply))
             return reply
         except NetError as exc:
             failure = (_status(exc.code), exc.message)
@@ -128,15 +141,27 @@ class NetServicer(net_pb2_grpc.NetServicer):
         context.abort(*failure)
         raise AssertionError("unreachable")  # context.abort always raises
 
+    def _size(self, method: str, reply: Any) -> int:
+        size: int = reply.ByteSize()
+        self._last_size[method] = size
+        return size
+
     def _count(self, method: str, context: grpc.ServicerContext, reply: Any) -> None:
         """Holds ``reply``'s size in the budget until the call ends."""
-        size = self._last_size[method] = reply.ByteSize()
+        size = self._size(method, reply)
         self.budget.take(method, size)
         if not context.add_callback(lambda: self.budget.give(size)):
             self.budget.give(size)  # the call has ended already
 
     def Init(self, request: net_pb2.NetCfg, context: grpc.ServicerContext) -> Any:
-        return self._run("Init", context, lambda: self.net.init(request))
+        def call() -> net_pb2.InitReply:
+            reply = net_pb2.InitReply()
+            reply.CopyFrom(self.net.init(request))
+            reply.protocol_minor = PROTOCOL_MINOR
+            reply.act_stream = True
+            return reply
+
+        return self._run("Init", context, call)
 
     def InitHidden(self, request: net_pb2.HiddenCfg, context: grpc.ServicerContext) -> Any:
         def call() -> net_pb2.Empty:
@@ -145,12 +170,25 @@ class NetServicer(net_pb2_grpc.NetServicer):
 
         return self._run("InitHidden", context, call)
 
-    def Predict(self, request: net_pb2.Observations, context: grpc.ServicerContext) -> Any:
-        def call() -> net_pb2.Predictions:
-            obs = codec.observations_from_proto(request)
-            return codec.predictions_to_proto(*self.net.predict(obs))
+    def _predict(self, request: net_pb2.Observations) -> net_pb2.Predictions:
+        obs = codec.observations_from_proto(request)
+        return codec.predictions_to_proto(*self.net.predict(obs))
 
-        return self._run("Predict", context, call)
+    def Predict(self, request: net_pb2.Observations, context: grpc.ServicerContext) -> Any:
+        return self._run("Predict", context, lambda: self._predict(request))
+
+    def Act(
+        self, requests: Iterator[net_pb2.Observations], context: grpc.ServicerContext
+    ) -> Iterator[net_pb2.Predictions]:
+        """One reply per request, in order; the first refused request ends the stream with
+        the status (and the sentence) Predict would have given."""
+        for request in requests:
+            reply = self._run("Predict", context, partial(self._predict, request), hold=False)
+            size = reply.ByteSize()  # as taken (the message does not change)
+            try:
+                yield reply
+            finally:  # sent, or the stream ended
+                self.budget.give(size)
 
     def ResetOptimizer(self, request: net_pb2.OptimCfg, context: grpc.ServicerContext) -> Any:
         def call() -> net_pb2.Empty:

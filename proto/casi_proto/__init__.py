@@ -7,3 +7,4 @@ and ``compliance`` (the contract tests any implementation can run).
 """
 
 PROTOCOL_VERSION = 1
+PROTOCOL_MINOR = 1

@@ -3,6 +3,9 @@
 Both the gRPC client (:mod:`casi_proto.client`) and an in-process learner
 implement :class:`Net`, so the orchestrator can drive either. Configs stay
 proto messages (``NetCfg``, ``OptimCfg``) so there is one definition of them.
+
+A Net may also offer ``predict_async(obs)``, returning a :class:`Pending` at once (the gRPC
+client does, over the Act stream): a caller can then have several Predicts in flight.
 """
 
 from __future__ import annotations
@@ -32,6 +35,18 @@ class Params(NamedTuple):
     tensors: dict[str, np.ndarray]
     optimizer: dict[str, np.ndarray]
     version: int
+
+
+Prediction = tuple[np.ndarray, np.ndarray]
+"""(logits float32 [B, sum(heads)], values float32 [B])."""
+
+
+class Pending(Protocol):
+    """A Predict in flight."""
+
+    def result(self) -> Prediction:
+        """Waits for the reply; errors are :class:`casi_proto.errors.NetError`."""
+        ...
 
 
 LOSS_FIELDS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm")

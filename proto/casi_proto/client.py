@@ -11,11 +11,23 @@ Reachability is asked of the standard gRPC health service. A learner that serves
 service is missing, the client warns once and from then on probes the Net service with an
 empty Predict, which every learner answers (INVALID_ARGUMENT, FAILED_PRECONDITION...) without
 changing anything; a server that serves neither is refused at once, saying so.
+
+Predict goes over the Act stream (one stream per client, opened at the first Predict after an
+Init whose reply offers it, kept open for the run) and over unary Predict with a server that
+does not offer it (``act_stream`` false: an older or a foreign one). The stream is per request
+what unary Predict is: each request has the deadline ``timeout`` (a watchdog thread of the
+stream cancels it when the oldest unanswered request is older), an ``UNAVAILABLE`` failure is
+retried on a new stream, and an error ends the stream, which the next Predict opens again.
+:meth:`NetClient.predict_async` sends a Predict and returns at once, so that a caller can
+have several in flight (the pipelined rollout). A server whose InitReply names another major
+``protocol_version`` is refused; another ``protocol_minor`` is logged once as a warning.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -26,9 +38,9 @@ import numpy as np
 from casi.v1 import net_pb2, net_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from casi_proto import codec
-from casi_proto.api import Params, Sequences
-from casi_proto.errors import UNAVAILABLE, NetError
+from casi_proto import PROTOCOL_MINOR, PROTOCOL_VERSION, codec
+from casi_proto.api import Params, Prediction, Sequences
+from casi_proto.errors import FAILED_PRECONDITION, UNAVAILABLE, NetError
 from casi_proto.tls import PemSource, channel_credentials
 
 log = logging.getLogger("casi_proto.client")
@@ -65,6 +77,121 @@ def _open_channel(
     if server_name:  # the name the server's certificate is checked against
         options.append(("grpc.ssl_target_name_override", server_name))
     return grpc.secure_channel(address, creds, options=options)
+
+
+_END = object()  # closes a stream's request iterator
+
+
+class StreamFailed(Exception):
+    """An Act stream ended: ``code`` (a grpc.StatusCode) and the server's ``details``."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code, self.details = code, details
+
+
+class ActStream:
+    """One open Act stream: requests leave in order, and replies are matched to them in order.
+
+    ``send`` returns a ticket at once; ``receive(ticket)`` waits for that request's reply
+    (whichever thread reads the stream keeps the replies of the others for them). When the
+    oldest unanswered request has waited ``timeout`` s, a watchdog thread cancels the stream
+    and every waiting request fails with DEADLINE_EXCEEDED. Any failure ends the stream.
+    """
+
+    def __init__(self, stub: net_pb2_grpc.NetStub, metadata: Any, timeout: float) -> None:
+        self.timeout = timeout
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._call = stub.Act(iter(self._requests.get, _END), metadata=metadata)
+        self._cond = threading.Condition()
+        self._sent = self._read = 0
+        self._sent_at: list[float] = []  # of the unanswered requests, oldest first
+        self._replies: dict[int, net_pb2.Predictions] = {}
+        self._reading = False
+        self._failure: StreamFailed | None = None
+        self._closed = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="casi-act-deadline", daemon=True)
+        self._watchdog.start()
+
+    @property
+    def broken(self) -> bool:
+        return self._failure is not None or self._closed.is_set()
+
+    def send(self, request: net_pb2.Observations) -> int:
+        with self._cond:
+            if self._failure is not None:
+                raise self._failure
+            ticket = self._sent
+            self._sent += 1
+            self._sent_at.append(time.monotonic())
+            self._requests.put(request)
+        return ticket
+
+    def receive(self, ticket: int) -> net_pb2.Predictions:
+        with self._cond:
+            while ticket not in self._replies:
+                if self._failure is not None:
+                    raise self._failure
+                if not self._reading:
+                    self._reading = True
+                    break
+                self._cond.wait()
+            else:
+                return self._replies.pop(ticket)
+        return self._read_until(ticket)
+
+    def _read_until(self, ticket: int) -> net_pb2.Predictions:
+        try:
+            while True:
+                reply = next(self._call)
+                with self._cond:
+                    n = self._read
+                    self._read += 1
+                    self._sent_at.pop(0)
+                    if n == ticket:
+                        self._reading = False
+                        self._cond.notify_all()
+                        return reply  # type: ignore[no-any-return]
+                    self._replies[n] = reply
+                    self._cond.notify_all()
+        except grpc.RpcError as exc:
+            failure = self._failed_with(exc.code(), exc.details() or "")  # type: ignore[attr-defined]
+        except StopIteration:
+            failure = self._failed_with(
+                grpc.StatusCode.INTERNAL, "the server ended the Act stream before this reply"
+            )
+        raise failure
+
+    def _failed_with(self, code: grpc.StatusCode, details: str) -> StreamFailed:
+        with self._cond:
+            if self._failure is None:
+                if code == grpc.StatusCode.CANCELLED and self._late():
+                    code = grpc.StatusCode.DEADLINE_EXCEEDED
+                self._failure = StreamFailed(code, details)
+            self._reading = False
+            self._cond.notify_all()
+        self.close()
+        return self._failure
+
+    def _late(self) -> bool:
+        return bool(self._sent_at) and time.monotonic() - self._sent_at[0] >= self.timeout
+
+    def _watch(self) -> None:
+        tick = min(1.0, self.timeout / 10)
+        while not self._closed.wait(tick):
+            with self._cond:
+                late = self._late()
+            if late:
+                self._call.cancel()
+                return
+
+    def close(self) -> None:
+        """Ends the stream (idempotent); unanswered requests fail."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._requests.put(_END)
+        self._call.cancel()
 
 
 class NetClient:
@@ -111,12 +238,24 @@ class NetClient:
         self._stub = net_pb2_grpc.NetStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._no_health_service = False
+        self.use_stream = True
+        """Use the Act stream when the server offers it (False: unary Predict always)."""
+        self.act_stream = False
+        """Whether the server's last InitReply offered the Act stream."""
+        self._stream: ActStream | None = None
+        self._stream_lock = threading.Lock()
+        self._warned_minor = False
 
     # -- plumbing ---------------------------------------------------------------
 
     def _fail(self, method: str, exc: grpc.RpcError, timeout: float, attempts: int) -> NetError:
         code = exc.code()  # type: ignore[attr-defined]
-        details = exc.details() or code.name  # type: ignore[attr-defined]
+        return self._failure(method, code, exc.details() or "", timeout, attempts)  # type: ignore[attr-defined]
+
+    def _failure(
+        self, method: str, code: grpc.StatusCode, details: str, timeout: float, attempts: int
+    ) -> NetError:
+        details = details or code.name
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             details = f"no reply within the deadline of {timeout:g} s"
         elif code == grpc.StatusCode.UNAVAILABLE:
@@ -232,14 +371,63 @@ class NetClient:
     # -- Net --------------------------------------------------------------------
 
     def init(self, cfg: net_pb2.NetCfg) -> net_pb2.InitReply:
-        return self._call("Init", cfg)
+        if not cfg.protocol_minor:  # the minor this client speaks
+            sent = net_pb2.NetCfg()
+            sent.CopyFrom(cfg)
+            sent.protocol_minor = PROTOCOL_MINOR
+            cfg = sent
+        reply: net_pb2.InitReply = self._call("Init", cfg)
+        self._check_versions(reply)
+        self.act_stream = reply.act_stream
+        return reply
+
+    def _check_versions(self, reply: net_pb2.InitReply) -> None:
+        """A server of another major version is refused; another minor one is warned of."""
+        if reply.protocol_version != PROTOCOL_VERSION:
+            raise NetError(
+                FAILED_PRECONDITION,
+                f"{self.prefix}Init reply: the learner speaks casi.v1 protocol "
+                f"{reply.protocol_version}, this client {PROTOCOL_VERSION}; install matching "
+                "casi-proto versions",
+            )
+        if reply.protocol_minor != PROTOCOL_MINOR and not self._warned_minor:
+            self._warned_minor = True
+            log.warning(
+                "%sthe learner speaks casi.v1 protocol %d.%d, this client %d.%d; only what "
+                "both offer is used (Act stream: %s)",
+                self.prefix, reply.protocol_version, reply.protocol_minor, PROTOCOL_VERSION,
+                PROTOCOL_MINOR, "yes" if reply.act_stream else "no, unary Predict",
+            )  # fmt: skip
 
     def init_hidden(self, batch: int) -> None:
         self._call("InitHidden", net_pb2.HiddenCfg(batch=batch))
 
-    def predict(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, obs: np.ndarray) -> Prediction:
+        return self.predict_async(obs).result()
+
+    def predict_async(self, obs: np.ndarray) -> PendingPredict:
+        """Sends Predict(``obs``) and returns at once; ``.result()`` waits for the reply."""
         request = self._encode("Predict", lambda: codec.observations_to_proto(obs))
-        reply = self._call("Predict", request, retry=True)
+        return PendingPredict(self, obs, request)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether Predict goes over the Act stream."""
+        return self.use_stream and self.act_stream
+
+    def _open_stream(self) -> ActStream:
+        with self._stream_lock:
+            if self._stream is None or self._stream.broken:
+                self._stream = ActStream(self._stub, self._metadata, self.timeout)
+            return self._stream
+
+    def _drop_stream(self) -> None:
+        with self._stream_lock:
+            stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
+    def _reply(self, obs: np.ndarray, reply: net_pb2.Predictions) -> Prediction:
         logits, values = self._decode("Predict", lambda: codec.predictions_from_proto(reply))
         if logits.shape[0] != len(obs):
             raise NetError(
@@ -268,6 +456,7 @@ class NetClient:
     # -- lifetime ---------------------------------------------------------------
 
     def close(self) -> None:
+        self._drop_stream()
         self._channel.close()
 
     def __enter__(self) -> NetClient:
@@ -280,3 +469,57 @@ class NetClient:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class PendingPredict:
+    """A Predict in flight: on the client's Act stream, or a unary call's future."""
+
+    def __init__(self, client: NetClient, obs: np.ndarray, request: net_pb2.Observations) -> None:
+        self.client, self.obs, self.request = client, obs, request
+        self._attempt = 1
+        self._start()
+
+    def _start(self) -> None:
+        c = self.client
+        self._stream: ActStream | None = None
+        self._future: Any = None
+        try:
+            if c.streaming:
+                self._stream = c._open_stream()
+                self._ticket = self._stream.send(self.request)
+            else:
+                self._future = c._stub.Predict.future(
+                    self.request, timeout=c.timeout, metadata=c._metadata
+                )
+        except StreamFailed as exc:  # the stream broke before this request left
+            self._early: StreamFailed | None = exc
+        else:
+            self._early = None
+
+    def _wait(self) -> net_pb2.Predictions:
+        if self._early is not None:
+            raise self._early
+        if self._stream is not None:
+            return self._stream.receive(self._ticket)
+        try:
+            return self._future.result()  # type: ignore[no-any-return]
+        except grpc.RpcError as exc:
+            raise StreamFailed(exc.code(), exc.details() or "") from None  # type: ignore[attr-defined]
+
+    def result(self) -> Prediction:
+        """(logits, values); retried on UNAVAILABLE like unary Predict, on a new stream."""
+        c = self.client
+        attempts = 1 + c.retries
+        while True:
+            try:
+                reply = self._wait()
+                break
+            except StreamFailed as exc:
+                if exc.code != grpc.StatusCode.UNAVAILABLE or self._attempt >= attempts:
+                    raise c._failure(
+                        "Predict", exc.code, exc.details, c.timeout, self._attempt
+                    ) from None
+                time.sleep(c.retry_backoff * 2 ** (self._attempt - 1))
+                self._attempt += 1
+                self._start()
+        return c._reply(self.obs, reply)

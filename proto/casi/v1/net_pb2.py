@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x63\x61si/v1/net.proto\x12\x07\x63\x61si.v1\"\x07\n\x05\x45mpty\"D\n\x06Tensor\x12\x1d\n\x05\x64type\x18\x01 \x01(\x0e\x32\x0e.casi.v1.DType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"W\n\x08OptimCfg\x12 \n\x04kind\x18\x01 \x01(\x0e\x32\x12.casi.v1.OptimKind\x12\n\n\x02lr\x18\x02 \x01(\x01\x12\x10\n\x08momentum\x18\x03 \x01(\x01\x12\x0b\n\x03\x65ps\x18\x04 \x01(\x01\"\xf2\x02\n\x06NetCfg\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0f\n\x07obs_dim\x18\x02 \x01(\x05\x12\x12\n\nhead_sizes\x18\x03 \x03(\x05\x12\x14\n\x0chidden_sizes\x18\x04 \x03(\x05\x12\x11\n\trecurrent\x18\x05 \x01(\x08\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\x1f\n\x04loss\x18\x07 \x01(\x0e\x32\x11.casi.v1.LossKind\x12 \n\x05optim\x18\x08 \x01(\x0b\x32\x11.casi.v1.OptimCfg\x12\x0c\n\x04\x63lip\x18\t \x01(\x01\x12\x12\n\nvalue_coef\x18\n \x01(\x01\x12\x14\n\x0c\x65ntropy_coef\x18\x0b \x01(\x01\x12\x0e\n\x06\x65pochs\x18\x0c \x01(\x05\x12\x13\n\x0bminibatches\x18\r \x01(\x05\x12\x15\n\rmax_grad_norm\x18\x0e \x01(\x01\x12\x12\n\nclip_value\x18\x0f \x01(\x08\x12\'\n\nactivation\x18\x10 \x01(\x0e\x32\x13.casi.v1.Activation\"t\n\tInitReply\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x16\n\x0eimplementation\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x10\n\x08n_params\x18\x04 \x01(\x03\x12\x13\n\x0b\x61\x63tion_mask\x18\x05 \x01(\x08\"\x1a\n\tHiddenCfg\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x05\",\n\x0cObservations\x12\x1c\n\x03obs\x18\x01 \x01(\x0b\x32\x0f.casi.v1.Tensor\"O\n\x0bPredictions\x12\x1f\n\x06logits\x18\x01 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12\x1f\n\x06values\x18\x02 \x01(\x0b\x32\x0f.casi.v1.Tensor\"\xad\x02\n\tSequences\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\x1c\n\x03obs\x18\x02 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12 \n\x07\x61\x63tions\x18\x03 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12!\n\x08logp_old\x18\x04 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12#\n\nvalues_old\x18\x05 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12#\n\nadvantages\x18\x06 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12 \n\x07returns\x18\x07 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12\x1d\n\x04mask\x18\x08 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12$\n\x0b\x61\x63tion_mask\x18\t \x01(\x0b\x32\x0f.casi.v1.Tensor\"}\n\x04Loss\x12\x13\n\x0bpolicy_loss\x18\x01 \x01(\x01\x12\x12\n\nvalue_loss\x18\x02 \x01(\x01\x12\x0f\n\x07\x65ntropy\x18\x03 \x01(\x01\x12\x11\n\tapprox_kl\x18\x04 \x01(\x01\x12\x15\n\rclip_fraction\x18\x05 \x01(\x01\x12\x11\n\tgrad_norm\x18\x06 \x01(\x01\"\xff\x01\n\x06Params\x12-\n\x07tensors\x18\x01 \x03(\x0b\x32\x1c.casi.v1.Params.TensorsEntry\x12\x31\n\toptimizer\x18\x02 \x03(\x0b\x32\x1e.casi.v1.Params.OptimizerEntry\x12\x0f\n\x07version\x18\x03 \x01(\x03\x1a?\n\x0cTensorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.casi.v1.Tensor:\x02\x38\x01\x1a\x41\n\x0eOptimizerEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.casi.v1.Tensor:\x02\x38\x01*\xbb\x01\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x11\n\rDTYPE_FLOAT64\x10\x02\x12\x11\n\rDTYPE_FLOAT16\x10\x03\x12\x0e\n\nDTYPE_INT8\x10\x04\x12\x0f\n\x0b\x44TYPE_INT16\x10\x05\x12\x0f\n\x0b\x44TYPE_INT32\x10\x06\x12\x0f\n\x0b\x44TYPE_INT64\x10\x07\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x08\x12\x0e\n\nDTYPE_BOOL\x10\t*m\n\x08LossKind\x12\x14\n\x10LOSS_UNSPECIFIED\x10\x00\x12\x0c\n\x08LOSS_PPO\x10\x01\x12\x0c\n\x08LOSS_A2C\x10\x02\x12\x12\n\x0eLOSS_REINFORCE\x10\x03\x12\x1b\n\x17LOSS_REINFORCE_BASELINE\x10\x04*T\n\tOptimKind\x12\x15\n\x11OPTIM_UNSPECIFIED\x10\x00\x12\x0e\n\nOPTIM_ADAM\x10\x01\x12\x11\n\rOPTIM_RMSPROP\x10\x02\x12\r\n\tOPTIM_SGD\x10\x03*R\n\nActivation\x12\x1a\n\x16\x41\x43TIVATION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x43TIVATION_TANH\x10\x01\x12\x13\n\x0f\x41\x43TIVATION_RELU\x10\x02*\x96\x01\n\tIntention\x12\x14\n\x10INTENTION_IGNORE\x10\x00\x12\x1a\n\x16INTENTION_SPECIFIC_LIE\x10\x01\x12\x19\n\x15INTENTION_GENERAL_LIE\x10\x02\x12\x1e\n\x1aINTENTION_INCOMPLETE_TRUTH\x10\x03\x12\x1c\n\x18INTENTION_COMPLETE_TRUTH\x10\x04\x32\xd9\x02\n\x03Net\x12+\n\x04Init\x12\x0f.casi.v1.NetCfg\x1a\x12.casi.v1.InitReply\x12\x30\n\nInitHidden\x12\x12.casi.v1.HiddenCfg\x1a\x0e.casi.v1.Empty\x12\x36\n\x07Predict\x12\x15.casi.v1.Observations\x1a\x14.casi.v1.Predictions\x12\x33\n\x0eResetOptimizer\x12\x11.casi.v1.OptimCfg\x1a\x0e.casi.v1.Empty\x12*\n\x05Train\x12\x12.casi.v1.Sequences\x1a\r.casi.v1.Loss\x12,\n\tGetParams\x12\x0e.casi.v1.Empty\x1a\x0f.casi.v1.Params\x12,\n\tSetParams\x12\x0f.casi.v1.Params\x1a\x0e.casi.v1.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x63\x61si/v1/net.proto\x12\x07\x63\x61si.v1\"\x07\n\x05\x45mpty\"D\n\x06Tensor\x12\x1d\n\x05\x64type\x18\x01 \x01(\x0e\x32\x0e.casi.v1.DType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"W\n\x08OptimCfg\x12 \n\x04kind\x18\x01 \x01(\x0e\x32\x12.casi.v1.OptimKind\x12\n\n\x02lr\x18\x02 \x01(\x01\x12\x10\n\x08momentum\x18\x03 \x01(\x01\x12\x0b\n\x03\x65ps\x18\x04 \x01(\x01\"\x8a\x03\n\x06NetCfg\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0f\n\x07obs_dim\x18\x02 \x01(\x05\x12\x12\n\nhead_sizes\x18\x03 \x03(\x05\x12\x14\n\x0chidden_sizes\x18\x04 \x03(\x05\x12\x11\n\trecurrent\x18\x05 \x01(\x08\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\x1f\n\x04loss\x18\x07 \x01(\x0e\x32\x11.casi.v1.LossKind\x12 \n\x05optim\x18\x08 \x01(\x0b\x32\x11.casi.v1.OptimCfg\x12\x0c\n\x04\x63lip\x18\t \x01(\x01\x12\x12\n\nvalue_coef\x18\n \x01(\x01\x12\x14\n\x0c\x65ntropy_coef\x18\x0b \x01(\x01\x12\x0e\n\x06\x65pochs\x18\x0c \x01(\x05\x12\x13\n\x0bminibatches\x18\r \x01(\x05\x12\x15\n\rmax_grad_norm\x18\x0e \x01(\x01\x12\x12\n\nclip_value\x18\x0f \x01(\x08\x12\'\n\nactivation\x18\x10 \x01(\x0e\x32\x13.casi.v1.Activation\x12\x16\n\x0eprotocol_minor\x18\x11 \x01(\r\"\xa0\x01\n\tInitReply\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x16\n\x0eimplementation\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x10\n\x08n_params\x18\x04 \x01(\x03\x12\x13\n\x0b\x61\x63tion_mask\x18\x05 \x01(\x08\x12\x16\n\x0eprotocol_minor\x18\x06 \x01(\r\x12\x12\n\nact_stream\x18\x07 \x01(\x08\"\x1a\n\tHiddenCfg\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x05\",\n\x0cObservations\x12\x1c\n\x03obs\x18\x01 \x01(\x0b\x32\x0f.casi.v1.Tensor\"O\n\x0bPredictions\x12\x1f\n\x06logits\x18\x01 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12\x1f\n\x06values\x18\x02 \x01(\x0b\x32\x0f.casi.v1.Tensor\"\xad\x02\n\tSequences\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\x1c\n\x03obs\x18\x02 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12 \n\x07\x61\x63tions\x18\x03 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12!\n\x08logp_old\x18\x04 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12#\n\nvalues_old\x18\x05 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12#\n\nadvantages\x18\x06 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12 \n\x07returns\x18\x07 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12\x1d\n\x04mask\x18\x08 \x01(\x0b\x32\x0f.casi.v1.Tensor\x12$\n\x0b\x61\x63tion_mask\x18\t \x01(\x0b\x32\x0f.casi.v1.Tensor\"}\n\x04Loss\x12\x13\n\x0bpolicy_loss\x18\x01 \x01(\x01\x12\x12\n\nvalue_loss\x18\x02 \x01(\x01\x12\x0f\n\x07\x65ntropy\x18\x03 \x01(\x01\x12\x11\n\tapprox_kl\x18\x04 \x01(\x01\x12\x15\n\rclip_fraction\x18\x05 \x01(\x01\x12\x11\n\tgrad_norm\x18\x06 \x01(\x01\"\xff\x01\n\x06Params\x12-\n\x07tensors\x18\x01 \x03(\x0b\x32\x1c.casi.v1.Params.TensorsEntry\x12\x31\n\toptimizer\x18\x02 \x03(\x0b\x32\x1e.casi.v1.Params.OptimizerEntry\x12\x0f\n\x07version\x18\x03 \x01(\x03\x1a?\n\x0cTensorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.casi.v1.Tensor:\x02\x38\x01\x1a\x41\n\x0eOptimizerEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.casi.v1.Tensor:\x02\x38\x01*\xbb\x01\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x11\n\rDTYPE_FLOAT64\x10\x02\x12\x11\n\rDTYPE_FLOAT16\x10\x03\x12\x0e\n\nDTYPE_INT8\x10\x04\x12\x0f\n\x0b\x44TYPE_INT16\x10\x05\x12\x0f\n\x0b\x44TYPE_INT32\x10\x06\x12\x0f\n\x0b\x44TYPE_INT64\x10\x07\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x08\x12\x0e\n\nDTYPE_BOOL\x10\t*m\n\x08LossKind\x12\x14\n\x10LOSS_UNSPECIFIED\x10\x00\x12\x0c\n\x08LOSS_PPO\x10\x01\x12\x0c\n\x08LOSS_A2C\x10\x02\x12\x12\n\x0eLOSS_REINFORCE\x10\x03\x12\x1b\n\x17LOSS_REINFORCE_BASELINE\x10\x04*T\n\tOptimKind\x12\x15\n\x11OPTIM_UNSPECIFIED\x10\x00\x12\x0e\n\nOPTIM_ADAM\x10\x01\x12\x11\n\rOPTIM_RMSPROP\x10\x02\x12\r\n\tOPTIM_SGD\x10\x03*R\n\nActivation\x12\x1a\n\x16\x41\x43TIVATION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x43TIVATION_TANH\x10\x01\x12\x13\n\x0f\x41\x43TIVATION_RELU\x10\x02*\x96\x01\n\tIntention\x12\x14\n\x10INTENTION_IGNORE\x10\x00\x12\x1a\n\x16INTENTION_SPECIFIC_LIE\x10\x01\x12\x19\n\x15INTENTION_GENERAL_LIE\x10\x02\x12\x1e\n\x1aINTENTION_INCOMPLETE_TRUTH\x10\x03\x12\x1c\n\x18INTENTION_COMPLETE_TRUTH\x10\x04\x32\x91\x03\n\x03Net\x12+\n\x04Init\x12\x0f.casi.v1.NetCfg\x1a\x12.casi.v1.InitReply\x12\x30\n\nInitHidden\x12\x12.casi.v1.HiddenCfg\x1a\x0e.casi.v1.Empty\x12\x36\n\x07Predict\x12\x15.casi.v1.Observations\x1a\x14.casi.v1.Predictions\x12\x36\n\x03\x41\x63t\x12\x15.casi.v1.Observations\x1a\x14.casi.v1.Predictions(\x01\x30\x01\x12\x33\n\x0eResetOptimizer\x12\x11.casi.v1.OptimCfg\x1a\x0e.casi.v1.Empty\x12*\n\x05Train\x12\x12.casi.v1.Sequences\x1a\r.casi.v1.Loss\x12,\n\tGetParams\x12\x0e.casi.v1.Empty\x1a\x0f.casi.v1.Params\x12,\n\tSetParams\x12\x0f.casi.v1.Params\x1a\x0e.casi.v1.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,16 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PARAMS_TENSORSENTRY']._serialized_options = b'8\001'
   _globals['_PARAMS_OPTIMIZERENTRY']._loaded_options = None
   _globals['_PARAMS_OPTIMIZERENTRY']._serialized_options = b'8\001'
-  _globals['_DTYPE']._serialized_start=1534
-  _globals['_DTYPE']._serialized_end=1721
-  _globals['_LOSSKIND']._serialized_start=1723
-  _globals['_LOSSKIND']._serialized_end=1832
-  _globals['_OPTIMKIND']._serialized_start=1834
-  _globals['_OPTIMKIND']._serialized_end=1918
-  _globals['_ACTIVATION']._serialized_start=1920
-  _globals['_ACTIVATION']._serialized_end=2002
-  _globals['_INTENTION']._serialized_start=2005
-  _globals['_INTENTION']._serialized_end=2155
+  _globals['_DTYPE']._serialized_start=1603
+  _globals['_DTYPE']._serialized_end=1790
+  _globals['_LOSSKIND']._serialized_start=1792
+  _globals['_LOSSKIND']._serialized_end=1901
+  _globals['_OPTIMKIND']._serialized_start=1903
+  _globals['_OPTIMKIND']._serialized_end=1987
+  _globals['_ACTIVATION']._serialized_start=1989
+  _globals['_ACTIVATION']._serialized_end=2071
+  _globals['_INTENTION']._serialized_start=2074
+  _globals['_INTENTION']._serialized_end=2224
   _globals['_EMPTY']._serialized_start=30
   _globals['_EMPTY']._serialized_end=37
   _globals['_TENSOR']._serialized_start=39
@@ -52,25 +52,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OPTIMCFG']._serialized_start=109
   _globals['_OPTIMCFG']._serialized_end=196
   _globals['_NETCFG']._serialized_start=199
-  _globals['_NETCFG']._serialized_end=569
-  _globals['_INITREPLY']._serialized_start=571
-  _globals['_INITREPLY']._serialized_end=687
-  _globals['_HIDDENCFG']._serialized_start=689
-  _globals['_HIDDENCFG']._serialized_end=715
-  _globals['_OBSERVATIONS']._serialized_start=717
-  _globals['_OBSERVATIONS']._serialized_end=761
-  _globals['_PREDICTIONS']._serialized_start=763
-  _globals['_PREDICTIONS']._serialized_end=842
-  _globals['_SEQUENCES']._serialized_start=845
-  _globals['_SEQUENCES']._serialized_end=1146
-  _globals['_LOSS']._serialized_start=1148
-  _globals['_LOSS']._serialized_end=1273
-  _globals['_PARAMS']._serialized_start=1276
-  _globals['_PARAMS']._serialized_end=1531
-  _globals['_PARAMS_TENSORSENTRY']._serialized_start=1401
-  _globals['_PARAMS_TENSORSENTRY']._serialized_end=1464
-  _globals['_PARAMS_OPTIMIZERENTRY']._serialized_start=1466
-  _globals['_PARAMS_OPTIMIZERENTRY']._serialized_end=1531
-  _globals['_NET']._serialized_start=2158
-  _globals['_NET']._serialized_end=2503
+  _globals['_NETCFG']._serialized_end=593
+  _globals['_INITREPLY']._serialized_start=596
+  _globals['_INITREPLY']._serialized_end=756
+  _globals['_HIDDENCFG']._serialized_start=758
+  _globals['_HIDDENCFG']._serialized_end=784
+  _globals['_OBSERVATIONS']._serialized_start=786
+  _globals['_OBSERVATIONS']._serialized_end=830
+  _globals['_PREDICTIONS']._serialized_start=832
+  _globals['_PREDICTIONS']._serialized_end=911
+  _globals['_SEQUENCES']._serialized_start=914
+  _globals['_SEQUENCES']._serialized_end=1215
+  _globals['_LOSS']._serialized_start=1217
+  _globals['_LOSS']._serialized_end=1342
+  _globals['_PARAMS']._serialized_start=1345
+  _globals['_PARAMS']._serialized_end=1600
+  _globals['_PARAMS_TENSORSENTRY']._serialized_start=1470
+  _globals['_PARAMS_TENSORSENTRY']._serialized_end=1533
+  _globals['_PARAMS_OPTIMIZERENTRY']._serialized_start=1535
+  _globals['_PARAMS_OPTIMIZERENTRY']._serialized_end=1600
+  _globals['_NET']._serialized_start=2227
+  _globals['_NET']._serialized_end=2628
 # @@protoc_insertion_point(module_scope)

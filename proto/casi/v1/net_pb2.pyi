@@ -103,7 +103,7 @@ class OptimCfg(_message.Message):
     def __init__(self, kind: _Optional[_Union[OptimKind, str]] = ..., lr: _Optional[float] = ..., momentum: _Optional[float] = ..., eps: _Optional[float] = ...) -> None: ...
 
 class NetCfg(_message.Message):
-    __slots__ = ("protocol_version", "obs_dim", "head_sizes", "hidden_sizes", "recurrent", "seed", "loss", "optim", "clip", "value_coef", "entropy_coef", "epochs", "minibatches", "max_grad_norm", "clip_value", "activation")
+    __slots__ = ("protocol_version", "obs_dim", "head_sizes", "hidden_sizes", "recurrent", "seed", "loss", "optim", "clip", "value_coef", "entropy_coef", "epochs", "minibatches", "max_grad_norm", "clip_value", "activation", "protocol_minor")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     OBS_DIM_FIELD_NUMBER: _ClassVar[int]
     HEAD_SIZES_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,7 @@ class NetCfg(_message.Message):
     MAX_GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
     CLIP_VALUE_FIELD_NUMBER: _ClassVar[int]
     ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_MINOR_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     obs_dim: int
     head_sizes: _containers.RepeatedScalarFieldContainer[int]
@@ -136,21 +137,26 @@ class NetCfg(_message.Message):
     max_grad_norm: float
     clip_value: bool
     activation: Activation
-    def __init__(self, protocol_version: _Optional[int] = ..., obs_dim: _Optional[int] = ..., head_sizes: _Optional[_Iterable[int]] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., recurrent: _Optional[bool] = ..., seed: _Optional[int] = ..., loss: _Optional[_Union[LossKind, str]] = ..., optim: _Optional[_Union[OptimCfg, _Mapping]] = ..., clip: _Optional[float] = ..., value_coef: _Optional[float] = ..., entropy_coef: _Optional[float] = ..., epochs: _Optional[int] = ..., minibatches: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., clip_value: _Optional[bool] = ..., activation: _Optional[_Union[Activation, str]] = ...) -> None: ...
+    protocol_minor: int
+    def __init__(self, protocol_version: _Optional[int] = ..., obs_dim: _Optional[int] = ..., head_sizes: _Optional[_Iterable[int]] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., recurrent: _Optional[bool] = ..., seed: _Optional[int] = ..., loss: _Optional[_Union[LossKind, str]] = ..., optim: _Optional[_Union[OptimCfg, _Mapping]] = ..., clip: _Optional[float] = ..., value_coef: _Optional[float] = ..., entropy_coef: _Optional[float] = ..., epochs: _Optional[int] = ..., minibatches: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., clip_value: _Optional[bool] = ..., activation: _Optional[_Union[Activation, str]] = ..., protocol_minor: _Optional[int] = ...) -> None: ...
 
 class InitReply(_message.Message):
-    __slots__ = ("protocol_version", "implementation", "device", "n_params", "action_mask")
+    __slots__ = ("protocol_version", "implementation", "device", "n_params", "action_mask", "protocol_minor", "act_stream")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     IMPLEMENTATION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     N_PARAMS_FIELD_NUMBER: _ClassVar[int]
     ACTION_MASK_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_MINOR_FIELD_NUMBER: _ClassVar[int]
+    ACT_STREAM_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     implementation: str
     device: str
     n_params: int
     action_mask: bool
-    def __init__(self, protocol_version: _Optional[int] = ..., implementation: _Optional[str] = ..., device: _Optional[str] = ..., n_params: _Optional[int] = ..., action_mask: _Optional[bool] = ...) -> None: ...
+    protocol_minor: int
+    act_stream: bool
+    def __init__(self, protocol_version: _Optional[int] = ..., implementation: _Optional[str] = ..., device: _Optional[str] = ..., n_params: _Optional[int] = ..., action_mask: _Optional[bool] = ..., protocol_minor: _Optional[int] = ..., act_stream: _Optional[bool] = ...) -> None: ...
 
 class HiddenCfg(_message.Message):
     __slots__ = ("batch",)

@@ -50,6 +50,11 @@ class NetStub:
                 request_serializer=casi_dot_v1_dot_net__pb2.Observations.SerializeToString,
                 response_deserializer=casi_dot_v1_dot_net__pb2.Predictions.FromString,
                 _registered_method=True)
+        self.Act = channel.stream_stream(
+                '/casi.v1.Net/Act',
+                request_serializer=casi_dot_v1_dot_net__pb2.Observations.SerializeToString,
+                response_deserializer=casi_dot_v1_dot_net__pb2.Predictions.FromString,
+                _registered_method=True)
         self.ResetOptimizer = channel.unary_unary(
                 '/casi.v1.Net/ResetOptimizer',
                 request_serializer=casi_dot_v1_dot_net__pb2.OptimCfg.SerializeToString,
@@ -102,6 +107,23 @@ class NetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Act(self, request_iterator, context):
+        """Predict as one stream that stays open for a rollout or a whole run (since
+        minor 1; offered when InitReply.act_stream is true). Each Observations
+        gets exactly one Predictions, in the order sent, exactly what Predict would
+        answer at that point (Init, InitHidden, SetParams on other calls apply to
+        the requests that follow them). A caller may send several requests before
+        it reads a reply. A request Predict would refuse ends the stream with
+        Predict's status and sentence (FAILED_PRECONDITION before Init,
+        INVALID_ARGUMENT naming "obs", ...): the replies before it were sent, the
+        requests after it are not answered, and the caller opens a new stream. The
+        token is checked once, when the stream opens. A client that half-closes
+        the stream gets its last replies and the status OK.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ResetOptimizer(self, request, context):
         """Replaces the optimizer by a fresh one with these settings (used by
         backtracking); the model is left alone.
@@ -146,6 +168,11 @@ def add_NetServicer_to_server(servicer, server):
             ),
             'Predict': grpc.unary_unary_rpc_method_handler(
                     servicer.Predict,
+                    request_deserializer=casi_dot_v1_dot_net__pb2.Observations.FromString,
+                    response_serializer=casi_dot_v1_dot_net__pb2.Predictions.SerializeToString,
+            ),
+            'Act': grpc.stream_stream_rpc_method_handler(
+                    servicer.Act,
                     request_deserializer=casi_dot_v1_dot_net__pb2.Observations.FromString,
                     response_serializer=casi_dot_v1_dot_net__pb2.Predictions.SerializeToString,
             ),
@@ -250,6 +277,33 @@ class Net:
             request,
             target,
             '/casi.v1.Net/Predict',
+            casi_dot_v1_dot_net__pb2.Observations.SerializeToString,
+            casi_dot_v1_dot_net__pb2.Predictions.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Act(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/casi.v1.Net/Act',
             casi_dot_v1_dot_net__pb2.Observations.SerializeToString,
             casi_dot_v1_dot_net__pb2.Predictions.FromString,
             options,

@@ -28,14 +28,18 @@ malformed ones, whose messages are then the server's status details, word for wo
 
 The tests come in one class per group, which can also be run on their own:
 :class:`InitContract` (Init, InitHidden), :class:`PredictContract`, :class:`TrainContract`
-(Train, ResetOptimizer), :class:`ParamsContract` (GetParams, SetParams) and
-:class:`ServiceContract` (health service, reflection; token checks when the endpoint has one).
+(Train, ResetOptimizer), :class:`ParamsContract` (GetParams, SetParams),
+:class:`ActContract` (the Act stream, skipped for a server whose InitReply does not offer it:
+the unary rpcs alone are a complete implementation) and :class:`ServiceContract` (health
+service, reflection; token checks when the endpoint has one).
 """
 
+from casi_proto.compliance.act import ActContract
 from casi_proto.compliance.base import (
     ContractBase,
     Endpoint,
     RawCall,
+    act_raw,
     assert_params_equal,
     call_raw,
     expect_error,
@@ -48,11 +52,14 @@ from casi_proto.compliance.service import ServiceContract
 from casi_proto.compliance.train import TrainContract
 
 
-class NetContract(InitContract, PredictContract, TrainContract, ParamsContract, ServiceContract):
+class NetContract(
+    InitContract, PredictContract, ActContract, TrainContract, ParamsContract, ServiceContract
+):
     """Every contract test; see the module docstring."""
 
 
 __all__ = [
+    "ActContract",
     "ContractBase",
     "Endpoint",
     "InitContract",
@@ -62,6 +69,7 @@ __all__ = [
     "RawCall",
     "ServiceContract",
     "TrainContract",
+    "act_raw",
     "assert_params_equal",
     "call_raw",
     "expect_error",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from casi.v1 import net_pb2, net_pb2_grpc
 
-from casi_proto import PROTOCOL_VERSION
+from casi_proto import PROTOCOL_MINOR, PROTOCOL_VERSION
 from casi_proto.api import Net, Params, Sequences
 from casi_proto.client import NetClient
 from casi_proto.errors import NetError
@@ -54,13 +54,39 @@ class Endpoint:
 
 def call_raw(channel: grpc.Channel, method: str, request: Any, metadata: Metadata = ()) -> Any:
     """One Net call on the bare stub; a failure becomes a NetError holding the server's
-    status code and details, with nothing added."""
+    status code and details, with nothing added. For the Act stream: ``request`` is sent
+    as a stream of one and its one reply returned."""
+    if method == "Act":
+        replies = act_raw(channel, [request], metadata)
+        if len(replies) != 1:
+            raise AssertionError(f"Act: {len(replies)} replies to one request")
+        return replies[0]
     stub = net_pb2_grpc.NetStub(channel)
     try:
         return getattr(stub, method)(request, timeout=30.0, metadata=metadata or None)
     except grpc.RpcError as exc:
         code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
         raise NetError(code.name, details or "") from None
+
+
+def act_raw(
+    channel: grpc.Channel,
+    requests: list[net_pb2.Observations],
+    metadata: Metadata = (),
+    replies: list[net_pb2.Predictions] | None = None,
+) -> list[net_pb2.Predictions]:
+    """Every request sent on one Act stream before any reply is read (then half-closed);
+    returns the replies. A failure becomes a NetError as in :func:`call_raw`; the replies
+    that came before it are then in ``replies`` if given."""
+    stub = net_pb2_grpc.NetStub(channel)
+    got = [] if replies is None else replies
+    try:
+        for reply in stub.Act(iter(requests), timeout=30.0, metadata=metadata or None):
+            got.append(reply)
+    except grpc.RpcError as exc:
+        code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
+        raise NetError(code.name, details or "") from None
+    return got
 
 
 def expect_error(code: str, call: Callable[[], Any], *words: str) -> NetError:
@@ -151,6 +177,7 @@ class ContractBase:
     def make_cfg(self, **changes: Any) -> net_pb2.NetCfg:
         cfg = net_pb2.NetCfg(
             protocol_version=PROTOCOL_VERSION,
+            protocol_minor=PROTOCOL_MINOR,
             obs_dim=self.obs_dim,
             head_sizes=list(self.head_sizes),
             hidden_sizes=[16],
