@@ -10,7 +10,7 @@ CONFIG ?= experiments/exp2_honest.toml
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup proto docs test test-fast compose-test lint experiment experiments bench bench-worlds fuzz clean
+.PHONY: help setup interop proto docs test test-fast compose-test lint experiment experiments bench bench-worlds fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,16 +24,29 @@ $(STAMP): $(addsuffix /pyproject.toml,$(DISTS))
 	$(PY) -m pip install -q $(foreach d,$(DISTS),-e ./$(d)[$(or $(EXTRAS_$(d)),dev)])
 	touch $@
 
+# The Node/TypeScript Net (interop/node) that tests/interop runs; without npm those tests skip.
+NODE_NET := interop/node
+interop: ## build the Node/TypeScript Net in interop/node (npm ci, tsc) for tests/interop
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_NET)/dist/main.js; \
+	else echo "note: npm not found: tests/interop will skip (apt-get install nodejs npm)"; fi
+
+$(NODE_NET)/node_modules/.casi-installed: $(NODE_NET)/package.json $(NODE_NET)/package-lock.json
+	cd $(NODE_NET) && npm ci --no-audit --no-fund
+	touch $@
+
+$(NODE_NET)/dist/main.js: $(NODE_NET)/node_modules/.casi-installed $(NODE_NET)/tsconfig.json $(wildcard $(NODE_NET)/src/*.ts)
+	cd $(NODE_NET) && npm run build
+
 proto: $(STAMP) ## regenerate the committed gRPC code from proto/casi/v1/net.proto
 	$(PY) -m casi_proto.generate proto
 
 docs: $(STAMP) ## regenerate docs/config.md (the config reference) from the config models
 	$(PY) -m casi_orchestrator.config_doc > docs/config.md
 
-test: $(STAMP) ## run every test, the expensive ones too (what CI runs)
+test: $(STAMP) interop ## run every test, the expensive ones too (what CI runs)
 	$(PY) -m pytest -q $(ARGS)
 
-test-fast: $(STAMP) ## the inner loop: every test not marked expensive (under 90 s)
+test-fast: $(STAMP) interop ## the inner loop: every test not marked expensive (under 90 s)
 	$(PY) -m pytest -q -m "not expensive" $(ARGS)
 
 compose-test: $(STAMP) ## docker compose for real: start dockerd, build both images offline, run the scenarios (root)
