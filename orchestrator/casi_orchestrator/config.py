@@ -258,6 +258,11 @@ class LearnersCfg(Section):
     """gRPC message size limit (MiB) of the orchestrator's calls and of local learners."""
     remote_wait: float = Field(default=30.0, ge=0.0)
     """Seconds to wait for a learner given by address that stops answering mid-run (0: none)."""
+    pipeline: int = Field(default=1, ge=1, le=16)
+    """Parts of a pipelined rollout (1: none): while the learners compute one part's Predict,
+    the orchestrator samples and steps another. The same numbers as without, as long as the
+    learner's forward pass gives each row the same result in a part of the batch (parts of a
+    multiple of 16 rows do for the torch learner here); feed-forward models only."""
     token_env: str = Field(default=DEFAULT_TOKEN_ENV, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """Environment variable holding the bearer token sent to every learner."""
     tls_ca: str | None = None

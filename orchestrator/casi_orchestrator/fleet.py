@@ -17,8 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 from casi.v1 import net_pb2
-from casi_proto.api import Params
+from casi_proto.api import Params, Pending, Prediction
 from casi_proto.errors import DEADLINE_EXCEEDED, FAILED_PRECONDITION, UNAVAILABLE, NetError
 
 from casi_orchestrator.learners import Learner, LearnerPool
@@ -62,10 +63,39 @@ class Fleet:
         self.net_cfg, self.remote_wait = net_cfg, remote_wait
         self.on_recovered = on_recovered
         self.executor = ThreadPoolExecutor(max_workers=max(1, len(members)))
+        self._async: ThreadPoolExecutor | None = None  # for predict_async without the method
         self._failed: dict[str, NetError] = {}
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
+        if self._async is not None:
+            self._async.shutdown(wait=True)
+
+    @property
+    def pipeline(self) -> int:
+        """Parts of a pipelined rollout (``[learners] pipeline``; 1: not pipelined)."""
+        return int(getattr(getattr(self.pool, "cfg", None), "pipeline", 1) or 1)
+
+    def predict_async(self, member: Member, obs: np.ndarray) -> Pending:
+        """``member``'s Predict on ``obs``, started; ``.result()`` waits for it.
+
+        A learner with ``predict_async`` (the gRPC client: a request on its Act stream, or a
+        unary call in flight) is asked directly; another one (in-process) computes in a pool
+        thread, where torch runs without the GIL. A failure counts for recovery as in
+        :meth:`each`.
+        """
+        start = getattr(member.net, "predict_async", None)
+        try:
+            if start is not None:
+                return _Recorded(self, member, start(obs))
+            if self._async is None:
+                self._async = ThreadPoolExecutor(
+                    max_workers=4 * max(1, len(self.members)), thread_name_prefix="casi-predict"
+                )
+            return _Recorded(self, member, self._async.submit(member.net.predict, obs))
+        except NetError as exc:
+            self._failed[member.name] = exc
+            raise
 
     def each(self, fn: Callable[[Member], T], members: list[Member] | None = None) -> list[T]:
         """``fn`` on every member, concurrently; the first error is raised once all are done."""
@@ -182,6 +212,20 @@ class Fleet:
         member.net.init(self.net_cfg(member))
         if member.params is not None:
             member.net.set_params(member.params)
+
+
+class _Recorded:
+    """A Predict in flight whose failure is recorded for :meth:`Fleet.recovering`."""
+
+    def __init__(self, fleet: Fleet, member: Member, pending: Any) -> None:
+        self.fleet, self.member, self.pending = fleet, member, pending
+
+    def result(self) -> Prediction:
+        try:
+            return self.pending.result()  # type: ignore[no-any-return]
+        except NetError as exc:
+            self.fleet._failed[self.member.name] = exc
+            raise
 
 
 def _check_gone(member: Member, error: NetError) -> None:

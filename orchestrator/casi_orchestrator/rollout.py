@@ -2,14 +2,26 @@
 
 :func:`act` is shared by training rollouts and evaluation; :func:`collect` fills a
 :class:`RolloutBuffer` with one iteration's ``B`` training episodes.
+
+Pipelined (``collect(..., parts=2)``, ``[learners] pipeline``): the episodes are split into
+parts of consecutive rows, and while the learners compute one part's Predict, the orchestrator
+samples the actions of another and steps its episodes (``BatchSim.step_rows``), so that
+neither side waits for the other. The same uniforms are drawn from ``rng`` as in the loop
+without parts (all of a step's, for the whole batch, before its first part is sampled) and
+the episodes are independent, so the rollout is the same row for row as long as a learner's
+forward pass gives a row the same numbers in a part as in the whole batch. The parts have a
+multiple of 16 rows for that (the torch learner's kernels on this CPU then do; a value from a
+batch of 50 rows, say, may differ in the last bit from the same row in a batch of 100).
+Feed-forward models only: a recurrent Predict takes the whole batch of its InitHidden.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
+from casi_proto.api import Pending
 from casi_sim import BatchSim
 
 from casi_orchestrator import sampling
@@ -115,9 +127,15 @@ def collect(
     recurrent: bool,
     observe: StepObserver | None = None,
     mask_pointless: bool = False,
+    parts: int | None = None,
 ) -> RolloutBuffer:
     """``sim.batch`` training episodes from ``sim.reset(seed)``, actions sampled with ``rng``
-    (among the actions that are not pointless, with ``mask_pointless``)."""
+    (among the actions that are not pointless, with ``mask_pointless``); pipelined in
+    ``parts`` parts of the batch (default: ``fleet.pipeline``) if there are more than one
+    (feed-forward models only)."""
+    rows = row_parts(sim.batch, fleet.pipeline if parts is None else parts)
+    if len(rows) > 1 and not recurrent:
+        return _collect_pipelined(fleet, sim, seed, rng, head_sizes, rows, observe, mask_pointless)
     members, steps = fleet.members, sim.cfg.max_steps
     slots = [m.slot for m in members]
     obs = sim.reset(seed)
@@ -142,3 +160,103 @@ def collect(
         obs, reward, done, _ = sim.step(*joint_action(slots, actions, sim.n_agents, head_sizes))
         roll.rewards[:, :, t] = reward[:, slots].T
     return roll
+
+
+ALIGN = 16  # rows per part: a multiple of this where the batch allows it
+
+
+def row_parts(batch: int, parts: int) -> list[slice]:
+    """``batch`` rows as at most ``parts`` slices of consecutive rows, each a multiple of
+    :data:`ALIGN` rows but the last (one slice when the batch has too few rows)."""
+    if parts <= 1 or batch < 2 * ALIGN:
+        return [slice(0, batch)]
+    size = -(-batch // parts)
+    size = -(-size // ALIGN) * ALIGN
+    return [slice(lo, min(batch, lo + size)) for lo in range(0, batch, size)]
+
+
+class _Drawn:
+    """Stands in for the rollout's Generator in :func:`sampling.sample_heads`: uniforms drawn
+    before, for the rows of one part."""
+
+    def __init__(self, u: np.ndarray) -> None:
+        self.u = u
+
+    def random(self, shape: tuple[int, ...]) -> np.ndarray:
+        if tuple(shape) != self.u.shape:
+            raise AssertionError(f"sample_heads drew {shape}, the part has {self.u.shape}")
+        return self.u
+
+
+def _start(fleet: Fleet, obs: np.ndarray) -> list[Pending]:
+    """Every member's Predict on ``obs`` (its slot's columns), in flight."""
+    return [fleet.predict_async(m, np.ascontiguousarray(obs[:, m.slot])) for m in fleet.members]
+
+
+def _collect_pipelined(
+    fleet: Fleet,
+    sim: BatchSim,
+    seed: int,
+    rng: np.random.Generator,
+    head_sizes: list[int],
+    parts: list[slice],
+    observe: StepObserver | None,
+    mask_pointless: bool,
+) -> RolloutBuffer:
+    """:func:`collect` part by part: the Predicts of one part in flight while another part
+    is sampled and stepped."""
+    members, steps = fleet.members, sim.cfg.max_steps
+    slots = [m.slot for m in members]
+    width = sum(head_sizes)
+    obs = sim.reset(seed)
+    roll = RolloutBuffer.zeros(
+        len(members), sim.batch, steps, sim.obs_dim, head_sizes, mask_pointless
+    )
+    done = np.zeros((sim.batch, sim.n_agents), bool)
+    flying = [_start(fleet, obs[rows]) for rows in parts]
+    try:
+        for t in range(steps):
+            noise = [rng.random((sim.batch, width)) for _ in members]  # as act() draws them
+            for p, rows in enumerate(parts):
+                preds = [pending.result() for pending in flying[p]]
+                flying[p] = []
+                allowed = None
+                if mask_pointless:
+                    allowed = [ok[rows] for ok in allowed_rows(sim, slots)]
+                    preds = [
+                        (sampling.masked(lg, ok), v)
+                        for (lg, v), ok in zip(preds, allowed, strict=True)
+                    ]
+                actions = []
+                for k, m in enumerate(members):
+                    logits, values = preds[k]
+                    draw = cast(Any, _Drawn(noise[k][rows]))
+                    action, logp = sampling.sample_heads(logits, head_sizes, draw)
+                    actions.append(action)
+                    if allowed is not None and roll.allowed is not None:
+                        roll.allowed[k, rows, t] = allowed[k]
+                    roll.obs[k, rows, t] = obs[rows, m.slot]
+                    roll.actions[k, rows, t] = action
+                    roll.logp[k, rows, t] = logp
+                    roll.values[k, rows, t] = values
+                    if observe is not None:
+                        observe(k, logits, ~done[rows, m.slot])
+                roll.mask[:, rows, t] = (~done[rows][:, slots]).T
+                step = joint_action(slots, actions, sim.n_agents, head_sizes)
+                obs[rows], reward, done[rows], _ = sim.step_rows(rows, *step)
+                roll.rewards[:, rows, t] = reward[:, slots].T
+                if t + 1 < steps:
+                    flying[p] = _start(fleet, obs[rows])
+    finally:
+        _settle(flying)
+    return roll
+
+
+def _settle(flying: list[list[Pending]]) -> None:
+    """Waits for the Predicts still in flight after a failure (their errors are the
+    failure's: the phase is repeated or given up)."""
+    for pending in (x for part in flying for x in part):
+        try:
+            pending.result()
+        except Exception:  # noqa: BLE001, S112 - the first failure is the one raised
+            continue

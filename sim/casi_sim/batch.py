@@ -53,6 +53,8 @@ class BatchSim:
             self._game, self._worlds, self._progress, self._channels, scratch
         )
         """The kernels' first arguments; the arrays are updated in place, never replaced."""
+        self._row_states: dict[tuple[int, int], tuple[tuple[object, ...], ...]] = {}
+        """The same for rows start:stop of the batch (views), by (start, stop)."""
         self._started = False
 
     def reset(self, seed: int | None = None) -> np.ndarray:
@@ -108,6 +110,45 @@ class BatchSim:
         kernel.step_kernel(*self._state, self._obs, (main, intentions), out)
         return self._obs.copy(), reward, done, info
 
+    def step_rows(
+        self, rows: slice, main: np.ndarray, intentions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """:meth:`step` for the episodes ``rows`` only (a slice of the batch, step 1):
+        ``main`` int [R, na], ``intentions`` int [R, na, na]; returns the arrays of those
+        rows. The episodes are independent, so stepping the batch part by part gives, row for
+        row, what one step of the whole batch gives; parts may be a step apart (a pipelined
+        rollout), but :meth:`step` wants them level again."""
+        if not self._started:
+            raise RuntimeError("call reset() before step_rows()")
+        start, stop, stride = rows.indices(self.batch)
+        if stride != 1 or start >= stop:
+            raise ValueError(f"rows must be a non-empty slice of [0, {self.batch}), got {rows}")
+        if self._progress.t[start] >= self.cfg.max_steps:
+            raise RuntimeError(f"the episodes ended at t = {self.cfg.max_steps}: call reset()")
+        state = self._row_states.get((start, stop))
+        if state is None:
+            state = self._row_states[(start, stop)] = _rows_of(self._state, start, stop)
+        acting = self._learner[None, :] & ~self._progress.done[start:stop]
+        main, intentions = as_actions(
+            main, intentions, acting, self.n_main_actions, self.n_intentions
+        )
+        b, na = stop - start, self.n_agents
+        reward = np.empty((b, na), np.float32)
+        done = np.empty((b, na), np.bool_)
+        info = {
+            "asked": np.empty((b, na), np.int32),
+            "asked_self": np.empty((b, na), np.int32),
+            "answers": np.empty((b, na, N_INTENTIONS), np.int32),
+            "unnecessary": np.empty((b, na), np.int32),
+            "guesses": np.empty((b, na, N_GUESS_OUTCOMES), np.int32),
+            "won": np.empty((b, na), np.bool_),
+            "own_reward": np.empty((b, na), np.float32),
+        }
+        obs = self._obs[start:stop]
+        out = (reward, done, *(info[k] for k in INFO_KEYS))
+        kernel.step_kernel(*state, obs, (main, intentions), out)
+        return obs.copy(), reward, done, info
+
     def allowed_actions(self) -> tuple[np.ndarray, np.ndarray]:
         """The actions that are not pointless now (:mod:`casi_sim.masks`): main bool
         [B, na, A] and intentions bool [B, na, na, N_INTENTIONS], True where allowed."""
@@ -148,6 +189,15 @@ class BatchSim:
             "t": progress.t.copy(),
             "salt": worlds.salt.copy(),
         }
+
+
+def _rows_of(
+    state: tuple[tuple[object, ...], ...], start: int, stop: int
+) -> tuple[tuple[object, ...], ...]:
+    """The kernels' arguments for rows start:stop: views of the per-episode arrays."""
+    game, worlds, progress, channels, scratch = state
+    part = [tuple(a[start:stop] for a in x) for x in (worlds, progress, channels)]  # type: ignore[index]
+    return (game, *part, scratch)
 
 
 def _allocate(
