@@ -6,6 +6,8 @@
     casi plot RUN... [--ewma A] [--metric M | --metric list] [--out FILE]
     casi summary RUN... [--target R]
     casi sweep RUN... --key DOTTED.KEY [--last N] [--out FILE]
+    casi tune CONFIG [--resume | --force] [--out DIR] [--iterations N] [--seed S]
+              [--ray auto|HOST:PORT]
     casi play RUN_OR_CHECKPOINT [--episodes N] [--seed S] [--sample]
               [--learner NAME=HOST:PORT ...] [--html FILE]
 
@@ -109,6 +111,18 @@ def _parser() -> argparse.ArgumentParser:
         help="run the trials at once on Ray: auto (a cluster this machine is in, else a local "
         "Ray on 127.0.0.1) or a cluster's address",
     )  # fmt: skip
+    tune = sub.add_parser("tune", help="population-based training of a config's [tune] section")
+    tune.add_argument("config", type=Path, help="experiment TOML file with a [tune] section")
+    tune_again = tune.add_mutually_exclusive_group()
+    tune_again.add_argument("--resume", action="store_true", help="continue the population")
+    tune_again.add_argument("--force", action="store_true", help="delete it and start anew")
+    tune.add_argument("--out", type=Path, default=Path("runs"), help="runs root (default runs/)")
+    tune.add_argument("--iterations", type=int, help="override algorithm.iterations")
+    tune.add_argument("--seed", type=int, help="override the config's seed")
+    tune.add_argument(
+        "--ray", default="auto", metavar="auto|HOST:PORT",
+        help="the Ray to run the members on (default auto: a local Ray on 127.0.0.1)",
+    )  # fmt: skip
     plot = sub.add_parser("plot", help="plot one or more runs into one PNG")
     plot.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<experiment>)")
     plot.add_argument("--ewma", type=float, default=0.1, help="EWMA smoothing factor (0, 1]")
@@ -152,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         return summary_command(args)
     if args.command == "sweep":
         return sweep_command(args)
+    if args.command == "tune":
+        from casi_orchestrator.tune import tune_command
+
+        return tune_command(args)
     if args.command == "play":
         from casi_orchestrator.play import play_command
 

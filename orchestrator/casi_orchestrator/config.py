@@ -312,6 +312,88 @@ class LearnersCfg(Section):
         return self
 
 
+MUTABLE_KEYS = {
+    "algorithm": ("gamma", "lam", "batch", "lr", "eps", "momentum", "epochs", "minibatches",
+                  "clip", "value_coef", "entropy_coef", "max_grad_norm", "reward_scale"),
+    "bonus": ("beta", "decay_iterations"),
+}  # fmt: skip
+"""The keys ``[tune] mutations`` may change: numbers that leave a checkpoint's arrays valid."""
+
+
+class MutationCfg(Section):
+    """How ``casi tune`` perturbs one config key: ``choices``, or ``range`` and/or ``factors``."""
+
+    choices: list[float] | None = Field(default=None, min_length=1)
+    """Values to pick from (PBT moves to a neighbour in the list, or resamples)."""
+    range: list[float] | None = Field(default=None, min_length=2, max_length=2)
+    """``[low, high]``: resampled uniformly (log-uniformly with ``log``); factors stay inside."""
+    log: bool = False
+    """Resample ``range`` log-uniformly (both ends > 0)."""
+    factors: list[float] | None = Field(default=None, min_length=1)
+    """Multiply the value by one of these, e.g. ``[0.8, 1.25]``."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MutationCfg:
+        """``choices`` alone, or ``range`` and/or ``factors``; a range with low < high (> 0
+        with ``log``); factors > 0."""
+        if self.choices is not None and (self.range is not None or self.factors is not None):
+            raise ValueError("choices go alone (without range or factors)")
+        if self.choices is None and self.range is None and self.factors is None:
+            raise ValueError("give choices, range or factors")
+        if self.range is not None:
+            low, high = self.range
+            if not low < high or (self.log and low <= 0):
+                raise ValueError(
+                    f"range must be [low, high] with low < high (and low > 0 with log), "
+                    f"got {self.range}"
+                )
+        if self.factors is not None and any(f <= 0 for f in self.factors):
+            raise ValueError(f"factors must be > 0, got {self.factors}")
+        return self
+
+
+class TuneCfg(Section):
+    """Population-based training, ``casi tune`` (ignored by ``casi run``)."""
+
+    scheduler: Literal["pbt", "tournament"] = "pbt"
+    """``pbt`` (Ray Tune's PopulationBasedTraining) or ``tournament`` (selection with elitism,
+    then mutation, as AgileRL does)."""
+    population: int = Field(default=4, ge=2, le=64)
+    """Members trained at once."""
+    metric: Literal["win_rate", "return"] = "win_rate"
+    """Evaluation metric ranked (the mean over the learning agents), higher is better."""
+    interval: int = Field(default=50, ge=1)
+    """Iterations between perturbations (a multiple of eval.every; checkpoints at each)."""
+    quantile: float = Field(default=0.25, gt=0.0, le=0.5)
+    """PBT: the bottom fraction copies a member of the top fraction."""
+    resample_probability: float = Field(default=0.25, ge=0.0, le=1.0)
+    """Probability that a mutated key is drawn anew (from choices or range) instead of
+    perturbed."""
+    tournament_size: int = Field(default=2, ge=1)
+    """Tournament: members drawn per tournament; the best of them fills a place."""
+    elitism: bool = True
+    """Tournament: the best member goes on unchanged."""
+    mutation_probability: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Tournament: probability that a selected (non-elite) member has one key mutated."""
+    seed: int = Field(default=0, ge=0)
+    """Seed of the scheduler's own draws (tournaments, mutations)."""
+    mutations: dict[str, MutationCfg] = Field(min_length=1)
+    """Per dotted key (``"algorithm.lr"``, ``"bonus.beta"``): how it is mutated."""
+
+    @field_validator("mutations", mode="before")
+    @classmethod
+    def _mutable(cls, v: Any) -> Any:
+        """Keys of :data:`MUTABLE_KEYS` only."""
+        allowed = [f"{s}.{k}" for s, keys in MUTABLE_KEYS.items() for k in keys]
+        bad = sorted(set(v) - set(allowed)) if isinstance(v, dict) else []
+        if bad:
+            raise ValueError(
+                f"cannot mutate {', '.join(bad)}: the keys that may be mutated are "
+                f"{', '.join(allowed)}"
+            )
+        return v
+
+
 class RunConfig(Section):
     """A whole experiment: game, agents, algorithm, logging."""
 
@@ -364,6 +446,19 @@ class RunConfig(Section):
     """Checkpoints."""
     learners: LearnersCfg = Field(default_factory=LearnersCfg)
     """Learner processes."""
+    tune: TuneCfg | None = None
+    """Population-based training (``casi tune``); see docs/tune.md."""
+
+    @model_validator(mode="after")
+    def _tune_interval(self) -> RunConfig:
+        """``tune.interval`` is a multiple of ``eval.every`` (members are ranked on a fresh
+        evaluation)."""
+        if self.tune is not None and self.tune.interval % self.eval.every:
+            raise ValueError(
+                f"tune.interval ({self.tune.interval}) must be a multiple of eval.every "
+                f"({self.eval.every})"
+            )
+        return self
 
     @property
     def agent_specs(self) -> list[AgentSpec]:
@@ -405,7 +500,7 @@ class RunConfig(Section):
         data = self.resolved()
         data["algorithm"].pop("iterations", None)
         data["eval"].pop("target_win_rate", None)
-        for key in ("log", "checkpoint", "learners", "name"):
+        for key in ("log", "checkpoint", "learners", "name", "tune"):
             data.pop(key, None)
         for agent in data["agents"]:
             agent.pop("address", None)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -327,7 +328,7 @@ def fingerprinted(resolved: dict[str, Any]) -> dict[str, Any]:
     data = json.loads(json.dumps(resolved))
     data.get("algorithm", {}).pop("iterations", None)
     data.get("eval", {}).pop("target_win_rate", None)
-    for key in ("log", "checkpoint", "learners", "name"):
+    for key in ("log", "checkpoint", "learners", "name", "tune"):
         data.pop(key, None)
     for agent in data.get("agents", []):
         if isinstance(agent, dict):
@@ -407,3 +408,53 @@ def _read_backtracker(
     return Backtracker.from_state(
         arrays, f"bt/{name}/", bt.pop_limit, bt.restart_limit, bt.unimproved_limit
     )
+
+
+def adopt(
+    source: Path, dest: Path, cfg: RunConfig, trial: int, may_change: Iterable[str]
+) -> list[str]:
+    """Makes ``dest`` (trial ``trial``'s checkpoint) continue from ``source``'s learners under
+    ``cfg``, for ``casi tune``; returns the changes ``key: old -> new`` from ``source``'s
+    config to ``cfg``.
+
+    The arrays (parameters, optimizer, bonus counts, backtracking) are ``source``'s, bit for
+    bit, as are its last evaluation and stopped flags. ``dest`` keeps its own counters (its
+    iteration must be ``source``'s), output line counts and wall time, and gets ``cfg``'s
+    fingerprint: only the keys in ``may_change`` (dotted, the ``[tune] mutations``) may differ
+    from ``source``'s config.
+    """
+    try:
+        arrays, raw = read_checkpoint(source)
+        _, own_raw = read_checkpoint(dest)
+    except CheckpointError as exc:
+        raise ResumeError(str(exc)) from None
+    meta, own = _check_meta(source, raw), _check_meta(dest, own_raw)
+    if meta.iteration != own.iteration:
+        raise ResumeError(
+            f"{source}: at iteration {meta.iteration}, {dest} at {own.iteration}: a member "
+            "copies a checkpoint of its own iteration"
+        )
+    old = meta.config if meta.config is not None else _old_config(source, meta) or {}
+    changes = changed_keys(old, fingerprinted(cfg.resolved()))
+    allowed = set(may_change)
+    refused = [c for c in changes if c.split(":", 1)[0] not in allowed]
+    if refused:
+        raise ResumeError(
+            f"{source}: cannot continue it under this config: {'; '.join(refused[:4])} "
+            f"(only the [tune] mutations may change: {', '.join(sorted(allowed))})"
+        )
+    new_meta = {
+        **meta.model_dump(),
+        "trial": trial,
+        "agent_steps": own.agent_steps,
+        "wall_time": own.wall_time,
+        "csv_lines": own.csv_lines,
+        "jsonl_lines": own.jsonl_lines,
+        "fingerprint": cfg.fingerprint(),
+        "config": fingerprinted(cfg.resolved()),
+        "finished": False,
+        "final_eval": {},
+        "continuation": None,
+    }
+    write_checkpoint(dest, arrays, new_meta)
+    return changes

@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from casi.v1 import net_pb2
@@ -122,9 +123,11 @@ class Trainer:
         self,
         resume: bool = False,
         on_iteration: Callable[[int, dict[str, Metrics]], None] | None = None,
+        on_checkpoint: Callable[[int, Path], None] | None = None,
     ) -> TrialResult:
         """Runs the trial up to ``algorithm.iterations`` (or the first evaluation that meets
-        ``eval.target_win_rate``); checkpoints on the way and at the end.
+        ``eval.target_win_rate``); checkpoints on the way and at the end, each followed by
+        ``on_checkpoint(iteration, checkpoint folder)`` (``casi tune`` reports it to Ray Tune).
 
         If an iteration fails (a learner lost for good), the state after the last completed
         iteration is checkpointed before the error is raised.
@@ -142,8 +145,12 @@ class Trainer:
                     on_iteration(self.iteration, self.state.last_eval)
                 if self.iteration % self.cfg.checkpoint.every == 0:
                     self._checkpoint()
+                    if on_checkpoint is not None and not self._finished():
+                        on_checkpoint(self.iteration, self.checkpoints.path)
             interrupted = self.should_stop() and not self._finished()
             self._checkpoint(finished=not interrupted)
+            if on_checkpoint is not None and not interrupted:
+                on_checkpoint(self.iteration, self.checkpoints.path)
         except BaseException as exc:
             if self.checkpoints.behind:
                 self._checkpoint()

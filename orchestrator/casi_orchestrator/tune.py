@@ -1,0 +1,603 @@
+"""Population-based training: ``casi tune CONFIG`` with a ``[tune]`` section.
+
+A population of ``tune.population`` members trains the config at once, member ``k`` as trial
+``k`` of ``casi run`` would (its own random streams, its folder ``runs/<name>/trial-<k>/``).
+Every ``tune.interval`` iterations each member writes its checkpoint, and the scheduler
+decides who goes on from whose checkpoint, with which mutated ``[tune] mutations`` keys:
+
+- ``pbt``: Ray Tune's :class:`PopulationBasedTraining` (synchronous) drives the members as
+  function trainables. Each report carries the member's CASI checkpoint folder
+  (``tune.Checkpoint.from_directory``); a member in the bottom quantile is restarted with a
+  top member's checkpoint (exploit) and a perturbed config (explore, :func:`mutate`).
+- ``tournament``: this module's own loop over Ray actors, as AgileRL evolves a population:
+  all members stop at the interval, the best goes on unchanged (elitism), every other place
+  goes to the best of ``tournament_size`` members drawn at random, and each of those has one
+  key mutated with ``mutation_probability``.
+
+Either way a member continues from a checkpoint by :func:`resume.adopt`: the arrays
+(parameters, optimizer state, bonus counts, backtracking) are the source's, bit for bit, and
+only the mutated keys may differ from the source's config. A member that copies another also
+hashes with the source's bonus projection (the counts are of its codes).
+
+Outputs beside the members: ``lineage.csv`` (who continued from whom at which iteration,
+with which mutations) and ``lineage.png`` (:mod:`lineage`), ``best_config.toml`` (the
+config of the member with the best last score, ready for ``casi run``), and ``tune/`` (Ray
+Tune's own state for ``pbt``; ``tournament.json`` for ``tournament``). ``--resume`` goes on
+from there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from casi_orchestrator import lineage, ray_learners
+from casi_orchestrator.bonus import CountBonus
+from casi_orchestrator.checkpoint import CheckpointError, find_checkpoint, read_checkpoint
+from casi_orchestrator.config import MutationCfg, RunConfig, TuneCfg, validate_config
+from casi_orchestrator.learners import LearnerPool
+from casi_orchestrator.outputs import TrialOutput
+from casi_orchestrator.progress import EvalLines
+from casi_orchestrator.ray_trials import LOGS, TrialActor, _result, _wait
+from casi_orchestrator.resume import ResumeError, adopt
+from casi_orchestrator.trainer import Trainer, TrialResult
+
+TUNE_DIR = "tune"
+STATE = "tournament.json"
+BEST = "best_config.toml"
+SCORE = "score"
+
+
+def member_dir(folder: Path, k: int) -> Path:
+    return folder / f"trial-{k}"
+
+
+# ---------------------------------------------------------------- configs and mutations
+
+
+def initial_values(cfg: RunConfig) -> dict[str, Any]:
+    """The mutated keys' values in the base config (every member starts from them)."""
+    tune = _tune(cfg)
+    data = cfg.resolved()
+    return {key: data[key.split(".")[0]][key.split(".")[1]] for key in tune.mutations}
+
+
+def member_config(base: RunConfig, values: dict[str, Any], until: int | None = None) -> RunConfig:
+    """``base`` with the mutated keys set to ``values``, checkpointing every interval (and
+    ending at iteration ``until``, if given)."""
+    data = base.resolved()
+    for key, value in values.items():
+        section, name = key.split(".")
+        data[section][name] = value
+    data["checkpoint"]["every"] = _tune(base).interval
+    if until is not None:
+        data["algorithm"]["iterations"] = until
+    return validate_config(data, base.name)
+
+
+def _tune(cfg: RunConfig) -> TuneCfg:
+    if cfg.tune is None:
+        raise ValueError(f"{cfg.name}: the config has no [tune] section")
+    return cfg.tune
+
+
+def perturb(value: Any, m: MutationCfg, rng: random.Random, resample: float) -> Any:
+    """One mutation of ``value`` as ``m`` says (an integer stays an integer)."""
+    if m.choices is not None:
+        choices = m.choices
+        if value not in choices or rng.random() < resample:
+            new: float = rng.choice(choices)
+        else:
+            i = choices.index(value) + rng.choice((-1, 1))
+            new = choices[min(max(i, 0), len(choices) - 1)]
+    elif m.range is not None and (m.factors is None or rng.random() < resample):
+        low, high = m.range
+        if m.log:
+            new = math.exp(rng.uniform(math.log(low), math.log(high)))
+        else:
+            new = rng.uniform(low, high)
+    else:
+        assert m.factors is not None
+        new = value * rng.choice(m.factors)
+        if m.range is not None:
+            new = min(max(new, m.range[0]), m.range[1])
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(1, round(new))
+    return float(f"{new:.6g}")
+
+
+def mutate(
+    values: dict[str, Any], tune: TuneCfg, rng: random.Random, keys: list[str] | None = None
+) -> dict[str, Any]:
+    """``values`` with ``keys`` (default: every mutated key) perturbed."""
+    out = dict(values)
+    for key in keys if keys is not None else list(tune.mutations):
+        out[key] = perturb(out[key], tune.mutations[key], rng, tune.resample_probability)
+    return out
+
+
+def score(metrics: dict[str, dict[str, float | None]], metric: str) -> float:
+    """The mean of ``metric`` over the learning agents (nan before an evaluation)."""
+    values = [m.get(metric) for m in metrics.values()]
+    if not values or any(v is None for v in values):
+        return math.nan
+    return float(sum(v for v in values if v is not None) / len(values))
+
+
+# ---------------------------------------------------------------- one member
+
+
+def run_member(
+    cfg: RunConfig,
+    k: int,
+    folder: Path,
+    resume: bool,
+    stop: Callable[[], bool],
+    console: Console,
+    on_checkpoint: Callable[[int, Path], None] | None = None,
+) -> TrialResult:
+    """Member ``k`` into ``folder/trial-<k>`` with learners of its own (as
+    :func:`ray_trials.run_trial`, and with ``on_checkpoint``)."""
+    out_dir = member_dir(folder, k)
+    with LearnerPool(cfg.learners, folder / LOGS / f"trial-{k}") as pool:
+        for _, spec in cfg.learning_agents:
+            pool.open(spec.name, spec.address)
+        names = [spec.name for _, spec in cfg.learning_agents]
+        trainer = Trainer(cfg, k, pool, TrialOutput(out_dir, names, cfg.log.iteration_csv), stop)
+        if resume:
+            _hash_like_checkpoint(trainer, cfg)
+        lines = EvalLines(console, cfg, k, trainer)
+        try:
+            result = trainer.run(resume, lines.iteration, on_checkpoint)
+            lines.end(result)
+        finally:
+            trainer.close()
+    return result
+
+
+def _hash_like_checkpoint(trainer: Trainer, cfg: RunConfig) -> None:
+    """Gives each agent the bonus projection its checkpoint's counts were made with (a
+    member that continues another's checkpoint hashes as that member did)."""
+    path = find_checkpoint(trainer.checkpoints.path)
+    if path is None:
+        return
+    try:
+        arrays, _ = read_checkpoint(path)
+    except CheckpointError as exc:
+        raise ResumeError(str(exc)) from None
+    b, obs_dim = cfg.bonus, cfg.game().obs_dim
+    for name, agent in trainer.state.agents.items():
+        saved = arrays.get(f"bonus/{name}/config")
+        if saved is not None and saved.shape == (5,) and int(saved[4]) != agent.bonus.seed:
+            agent.bonus = CountBonus(
+                b.kind, obs_dim, bits=b.bits, quant_bits=b.quant_bits, beta=b.beta,
+                seed=int(saved[4]),
+            )  # fmt: skip
+
+
+def _last_score(path: Path, metric: str) -> float:
+    _, meta = read_checkpoint(path)
+    return score(meta.get("last_eval") or {}, metric)
+
+
+def _copy(source: Path, cfg: RunConfig, k: int, folder: Path, values: dict[str, Any]) -> list[str]:
+    """Member ``k`` continues from ``source`` under ``cfg``; its config.toml follows."""
+    dest = member_dir(folder, k)
+    changes = adopt(source, dest / "checkpoint", cfg, k, list(_tune(cfg).mutations))
+    names = [spec.name for _, spec in cfg.learning_agents]
+    TrialOutput(dest, names).write_config(cfg.resolved())
+    return changes
+
+
+# ---------------------------------------------------------------- Ray Tune's PBT
+
+
+@dataclass
+class Setup:
+    """What every PBT member needs, as plain values (sent to the Ray workers)."""
+
+    data: dict[str, Any]
+    folder: str
+    cwd: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def base(self) -> RunConfig:
+        return validate_config(self.data, str(self.data["name"]))
+
+
+def _member_index(config: dict[str, Any]) -> int:
+    """The member a Tune trial is: its trial id ends in its 5-digit index (the order of
+    ``grid_search`` over the members); ``config["member"]`` is copied on exploit."""
+    from ray import tune
+
+    trial_id = tune.get_context().get_trial_id() or ""
+    return int(trial_id[-5:]) if trial_id[-5:].isdigit() else int(config["member"])
+
+
+def pbt_member(config: dict[str, Any], setup: Setup) -> None:
+    """A Ray Tune function trainable: one member, reporting at every checkpoint."""
+    from ray import tune
+
+    os.chdir(setup.cwd)
+    os.environ.update(setup.env)
+    base = setup.base()
+    metric = _tune(base).metric
+    k = _member_index(config)
+    values = {key: config[key] for key in _tune(base).mutations}
+    cfg = member_config(base, values)
+    folder = Path(setup.folder)
+    own = member_dir(folder, k) / "checkpoint"
+    given = tune.get_checkpoint()
+    resume = False
+    if given is not None:
+        with given.as_directory() as d:
+            _take(Path(d), own, cfg, k, folder, values, metric)
+        resume = True
+    elif find_checkpoint(own) is not None:
+        resume = True
+    else:
+        lineage.append(folder, k, {"iteration": 0, "event": "start", "source": k}, values)
+
+    def report(it: int, path: Path) -> None:
+        _, meta = read_checkpoint(path)
+        value = score(meta["last_eval"], metric)
+        result = {"iteration": it, SCORE: value, "agent_steps": meta["agent_steps"]}
+        target = cfg.eval.target_win_rate
+        result["reached"] = target is not None and score(meta["last_eval"], "win_rate") >= target
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(path)))
+
+    run_member(cfg, k, folder, resume, lambda: False, Console(stderr=True), report)
+
+
+def _take(
+    given: Path, own: Path, cfg: RunConfig, k: int, folder: Path, values: dict[str, Any],
+    metric: str,
+) -> None:  # fmt: skip
+    """Member ``k`` restarted by Tune with checkpoint ``given``: its own (a pause, nothing to
+    do), or another member's (an exploit: copied into its own, and a lineage row)."""
+    _, meta = read_checkpoint(given)
+    source, it = int(meta["trial"]), int(meta["iteration"])
+    if source == k:
+        return
+    found = find_checkpoint(own)
+    if found is not None:
+        _, mine = read_checkpoint(found)
+        if int(mine["iteration"]) > it or lineage.has(folder, k, it, source):
+            return  # taken over before an interruption
+    before = _last_score(own, metric)
+    changes = _copy(given, cfg, k, folder, values)
+    row = {"iteration": it, "event": "copy", "source": source, "score": before,
+           "source_score": score(meta["last_eval"], metric), "mutations": changes}  # fmt: skip
+    lineage.append(folder, k, row, values)
+    from ray import tune
+
+    # Tune keeps what the member continues from (a report within the interval changes nothing)
+    _, now = read_checkpoint(own)
+    result = {"iteration": it, SCORE: score(now["last_eval"], metric), "copied_from": source}
+    tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(own)))
+
+
+class _StopAll:
+    """Ends the whole tune once a member reports ``reached`` (eval.target_win_rate)."""
+
+    def __init__(self) -> None:
+        self.reached = False
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        self.reached = self.reached or bool(result.get("reached"))
+        return False
+
+    def stop_all(self) -> bool:
+        return self.reached
+
+
+def run_pbt(cfg: RunConfig, folder: Path, resume: bool, address: str, console: Console) -> None:
+    """The population on Ray Tune's PBT; Tune's state in ``folder/tune``."""
+    tune_cfg = _tune(cfg)
+    _connect(cfg, address)
+    from ray import tune
+    from ray.tune.schedulers import PopulationBasedTraining
+    from ray.tune.stopper import Stopper
+
+    rng = random.Random(tune_cfg.seed)
+
+    def explore(config: dict[str, Any]) -> dict[str, Any]:
+        values = mutate({key: config[key] for key in tune_cfg.mutations}, tune_cfg, rng)
+        return {**config, **values}
+
+    pbt = PopulationBasedTraining(
+        time_attr="iteration", metric=SCORE, mode="max",
+        perturbation_interval=tune_cfg.interval, quantile_fraction=tune_cfg.quantile,
+        custom_explore_fn=explore, synch=True,
+    )  # fmt: skip
+    token = os.environ.get(cfg.learners.token_env)
+    env = {cfg.learners.token_env: token} if token else {}
+    setup = Setup(cfg.resolved(), str(folder.resolve()), os.getcwd(), env)
+    trainable = tune.with_resources(
+        tune.with_parameters(pbt_member, setup=setup), {"cpu": cfg.learners.trial_cpus}
+    )
+    path = folder.resolve() / TUNE_DIR
+    if resume and tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True)
+    else:
+        stopper: Any = type("StopAll", (_StopAll, Stopper), {})()
+        space = {"member": tune.grid_search(list(range(tune_cfg.population)))}
+        space.update(initial_values(cfg))
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(scheduler=pbt, reuse_actors=False),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR,
+                storage_path=str(folder.resolve()),
+                stop=stopper,
+                verbose=0,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            ),  # fmt: skip
+        )
+    results = tuner.fit()
+    errors = [results[i].error for i in range(len(results)) if results[i].error is not None]
+    if errors:
+        raise ResumeError(f"casi tune: {len(errors)} member(s) failed: {errors[0]}")
+
+
+def _connect(cfg: RunConfig, address: str) -> None:
+    """Joins Ray (a local Ray has room for every member at once)."""
+    tune_cfg = _tune(cfg)
+    need = math.ceil(tune_cfg.population * cfg.learners.trial_cpus)
+    ray_learners.connect(address, num_cpus=max(os.cpu_count() or 1, need))
+
+
+# ---------------------------------------------------------------- tournament selection
+
+
+class MemberActor(TrialActor):
+    """A tournament member in a Ray worker (a :class:`TrialActor` running
+    :func:`run_member`)."""
+
+    def run(self, cfg: RunConfig, trial: int, folder: str, resume: bool) -> tuple[Any, ...]:
+        console = Console(stderr=True)
+        try:
+            result = run_member(cfg, trial, Path(folder), resume, self._stop.is_set, console)
+            return ("done", result)
+        except Exception as exc:  # the same mapping as TrialActor's
+            from casi_proto.errors import NetError
+
+            from casi_orchestrator.ray_trials import ERRORS
+
+            if isinstance(exc, NetError):
+                return ("NetError", exc.code, exc.message)
+            if isinstance(exc, tuple(ERRORS.values())):
+                return (type(exc).__name__, str(exc))
+            raise
+
+
+def select(scores: list[float], tune: TuneCfg, rng: random.Random) -> tuple[list[int], int | None]:
+    """The source of every place of the next generation, and the elite (or None): the best
+    member keeps its place (elitism); each other place goes to the best of
+    ``tournament_size`` members drawn at random."""
+    n = len(scores)
+    ranked = [-s if not math.isnan(s) else math.inf for s in scores]
+    elite = min(range(n), key=lambda k: ranked[k]) if tune.elitism else None
+    sources = []
+    for k in range(n):
+        if k == elite:
+            sources.append(k)
+            continue
+        drawn = rng.sample(range(n), min(tune.tournament_size, n))
+        sources.append(min(drawn, key=lambda j: ranked[j]))
+    return sources, elite
+
+
+def run_tournament(
+    cfg: RunConfig, folder: Path, resume: bool, stop: Callable[[], bool], address: str,
+    console: Console,
+) -> list[TrialResult]:  # fmt: skip
+    """The population under tournament selection and mutation; its state in
+    ``folder/tournament.json``."""
+    tune = _tune(cfg)
+    state = _load_state(folder) if resume else None
+    if state is None:
+        state = {"generation": 0, "values": [initial_values(cfg)] * tune.population,
+                 "rng": tune.seed}  # fmt: skip
+        for k in range(tune.population):
+            lineage.append(folder, k, {"iteration": 0, "event": "start", "source": k},
+                           state["values"][k])  # fmt: skip
+        _save_state(folder, state)
+    rng = random.Random(f"{tune.seed}-{state['generation']}")
+    _connect(cfg, address)
+    total = cfg.algorithm.iterations
+    while True:
+        g = state["generation"]
+        until = min((g + 1) * tune.interval, total)
+        cfgs = [member_config(cfg, v, until) for v in state["values"]]
+        results = _generation(cfgs, folder, resume or g > 0, stop, console)
+        target = cfg.eval.target_win_rate
+        reached = target is not None and any(
+            score(r.last_eval, "win_rate") >= target for r in results
+        )
+        if until >= total or reached or any(r.interrupted for r in results):
+            return results
+        scores = [score(r.last_eval, tune.metric) for r in results]
+        _evolve(cfg, folder, state, scores, until, rng)
+        state["generation"] = g + 1
+        rng = random.Random(f"{tune.seed}-{g + 1}")
+        _save_state(folder, state)
+
+
+def _generation(
+    cfgs: list[RunConfig], folder: Path, resume: bool, stop: Callable[[], bool],
+    console: Console,
+) -> list[TrialResult]:  # fmt: skip
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    actor_class: Any = ray.remote(MemberActor).options(
+        num_cpus=cfgs[0].learners.trial_cpus, max_concurrency=2,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+    )  # fmt: skip
+    token = os.environ.get(cfgs[0].learners.token_env)
+    env = {cfgs[0].learners.token_env: token} if token else {}
+    actors = [actor_class.remote(os.getcwd(), env) for _ in cfgs]
+    target = str(folder.resolve())
+    refs = [
+        a.run.remote(c, k, target, resume)
+        for k, (a, c) in enumerate(zip(actors, cfgs, strict=True))
+    ]
+    try:
+        outcomes = _wait(refs, actors, stop, console)
+    finally:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+    return [_result(k, outcome) for k, outcome in enumerate(outcomes)]
+
+
+def _evolve(
+    cfg: RunConfig, folder: Path, state: dict[str, Any], scores: list[float], it: int,
+    rng: random.Random,
+) -> None:  # fmt: skip
+    """Selection, then mutation; every member's checkpoint replaced by its source's."""
+    tune = _tune(cfg)
+    sources, elite = select(scores, tune, rng)
+    old = list(state["values"])
+    staging = folder / ".generation"
+    shutil.rmtree(staging, ignore_errors=True)
+    for j in sorted(set(sources)):
+        shutil.copytree(member_dir(folder, j) / "checkpoint", staging / f"trial-{j}")
+    new_values = []
+    for k, j in enumerate(sources):
+        values = dict(old[j])
+        if k != elite and rng.random() < tune.mutation_probability:
+            values = mutate(values, tune, rng, [rng.choice(list(tune.mutations))])
+        new_values.append(values)
+        changes = _copy(staging / f"trial-{j}", member_config(cfg, values), k, folder, values)
+        event = "elite" if k == elite else "copy" if j != k else "keep"
+        row = {"iteration": it, "event": event, "source": j, "score": scores[k],
+               "source_score": scores[j], "mutations": changes}  # fmt: skip
+        lineage.append(folder, k, row, values)
+    shutil.rmtree(staging, ignore_errors=True)
+    state["values"] = new_values
+
+
+def _load_state(folder: Path) -> dict[str, Any] | None:
+    path = folder / STATE
+    if not path.exists():
+        return None
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ResumeError(f"{path}: cannot be read ({exc})") from None
+    return state
+
+
+def _save_state(folder: Path, state: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{STATE}.tmp"
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, folder / STATE)
+
+
+# ---------------------------------------------------------------- the command
+
+
+def run_tune(
+    cfg: RunConfig, runs_root: Path, resume: bool, force: bool, stop: Callable[[], bool],
+    address: str, console: Console,
+) -> Path:  # fmt: skip
+    """``casi tune``: the population of ``cfg`` under ``runs_root/<name>``; its lineage and
+    best config at the end. Returns the run folder."""
+    tune = _tune(cfg)
+    folder = runs_root / cfg.name
+    held = folder.exists() and any(folder.glob("trial-*"))
+    if held and not (resume or force):
+        raise FileExistsError(
+            f"{folder} holds a population already: continue it with --resume, or replace it "
+            "with --force"
+        )
+    if force and folder.exists():
+        shutil.rmtree(folder)
+    if not resume:
+        lineage.clear(folder)
+    if tune.scheduler == "pbt":
+        run_pbt(cfg, folder, resume and held, address, console)
+    else:
+        run_tournament(cfg, folder, resume and held, stop, address, console)
+    finish(cfg, folder, console)
+    return folder
+
+
+def finish(cfg: RunConfig, folder: Path, console: Console) -> None:
+    """lineage.csv, lineage.png and best_config.toml of a population."""
+    rows = lineage.merge(folder, list(_tune(cfg).mutations))
+    lineage.plot(folder, rows, cfg.name)
+    best, best_score = None, -math.inf
+    for k in range(_tune(cfg).population):
+        path = find_checkpoint(member_dir(folder, k) / "checkpoint")
+        if path is None:
+            continue
+        value = _last_score(path, _tune(cfg).metric)
+        if not math.isnan(value) and value > best_score:
+            best, best_score = k, value
+    if best is not None:
+        text = (member_dir(folder, best) / "config.toml").read_text()
+        head = f"# casi tune {cfg.name}: member {best}, {_tune(cfg).metric} {best_score:.3f}\n"
+        (folder / BEST).write_text(head + _without_tune(text))
+    console.print(
+        f"{cfg.name}: lineage in {folder / lineage.CSV}; best member {best} "
+        f"({_tune(cfg).metric} {best_score:.3f}), its config in {folder / BEST}",
+        markup=False, highlight=False,
+    )  # fmt: skip
+
+
+def _without_tune(text: str) -> str:
+    """A resolved config.toml without its [tune] tables (a plain ``casi run`` config)."""
+    import tomllib
+
+    import tomli_w
+
+    data = tomllib.loads(text)
+    data.pop("tune", None)
+    return tomli_w.dumps(data)
+
+
+def tune_command(args: Any) -> int:
+    """``casi tune CONFIG [--resume | --force] [--out DIR] [--iterations N] [--seed S]
+    [--ray auto|HOST:PORT]``; the exit status."""
+    import sys
+
+    from casi_proto.errors import NetError
+
+    from casi_orchestrator.cli import StopFlag, _signals
+    from casi_orchestrator.config import ConfigError, load_config
+    from casi_orchestrator.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+    from casi_orchestrator.learners import LearnerStartError
+
+    console = Console(stderr=True)
+    try:
+        cfg = load_config(args.config, seed=args.seed, iterations=args.iterations)
+        if cfg.tune is None:
+            raise ConfigError([f"{args.config}: no [tune] section: casi tune needs one"])
+    except ConfigError as exc:
+        print("\n".join(exc.lines), file=sys.stderr)
+        return EXIT_USAGE
+    flag = StopFlag()
+    with _signals(flag):
+        try:
+            run_tune(cfg, args.out, args.resume, args.force, flag, args.ray, console)
+        except FileExistsError as exc:
+            print(f"casi: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except (LearnerStartError, ResumeError, CheckpointError, NetError) as exc:
+            print(f"casi: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+    return flag.exit_code if flag.signum else EXIT_OK
