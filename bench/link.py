@@ -1,21 +1,26 @@
 """The cost of the contract: exp2_honest in-process vs over loopback gRPC (SPEC 9).
 
-Two trials of ``experiments/exp2_honest.toml`` (same seed, default batch of 256 episodes,
+Four trials of ``experiments/exp2_honest.toml`` (same seed, default batch of 256 episodes,
 evaluation every 10 iterations as configured) run side by side in this process:
 
 - ``in-process``: agent a0 at ``address = "inprocess"``, the learner's ``TorchNet`` called
   directly (no gRPC, no encoding);
 - ``gRPC``: agent a0 as a local ``casi-learner`` subprocess on a loopback port, as
-  ``casi run`` starts it.
+  ``casi run`` starts it (Predict over the Act stream);
+- ``in-process ||`` and ``gRPC ||``: the same with ``[learners] pipeline = 2`` (the rollout in
+  two parts, one part's Predict in flight while the other is sampled and stepped; in-process
+  the forward pass runs in a pool thread).
 
-They alternate in blocks of ``--block`` iterations (the side that goes first alternates too),
-so both see the same machine load. Reported: iterations per second and training agent-steps
-per second per side (medians over blocks) and gRPC / in-process (the median of the per-round
-ratios). Then the Predict round-trip time by batch size (1, 64, 256, 1024, 4096) against the
-raw forward pass (``TorchNet.predict`` called directly), alternating call by call, and against
-the transport floor: a bare gRPC echo server in another process (no protobuf, no torch, no
-Python work beyond returning bytes) sent and answering exactly as many bytes as Predict's
-request and reply.
+They alternate in blocks of ``--block`` iterations (the order reverses every round), so all
+see the same machine load. Reported: iterations per second and training agent-steps per
+second per side (medians over blocks) and gRPC / in-process, unpipelined and pipelined (the
+medians of the per-round ratios). Then the Predict round-trip time by batch size (1, 64, 256,
+1024, 4096) against the raw forward pass (``TorchNet.predict`` called directly), alternating
+call by call: unary Predict, one request on the Act stream, and the per-step cost of the
+pipelined stream (two half batches in flight, the next sent as soon as one is answered);
+against the transport floor too: a bare gRPC echo server in another process (no protobuf, no
+torch, no Python work beyond returning bytes) sent and answering exactly as many bytes as
+Predict's request and reply.
 
 Prints two tables and writes ``bench/results/link.json`` (``link-B<batch>.json`` with
 ``--batch``).
@@ -94,6 +99,11 @@ def echo_request(obs: np.ndarray, logits: np.ndarray, values: np.ndarray) -> byt
     return back.to_bytes(8, "little") + bytes(max(0, sent - 8))
 
 
+SIDES = (("in-process", "inprocess", 1), ("gRPC", None, 1), ("in-process ||", "inprocess", 2))
+SIDES += (("gRPC ||", None, 2),)
+PAIRS = (("gRPC", "in-process"), ("gRPC ||", "in-process ||"), ("gRPC ||", "gRPC"))
+
+
 def throughput(sessions: list[Session], rounds: int, block: int) -> dict[str, Any]:
     """Blocks of ``block`` iterations per side, alternating; per-block rates."""
     per: dict[str, list[dict[str, float]]] = {s.label: [] for s in sessions}
@@ -106,8 +116,11 @@ def throughput(sessions: list[Session], rounds: int, block: int) -> dict[str, An
                 seconds += dt
                 steps += n
             per[s.label].append({"it_per_s": block / seconds, "steps_per_s": steps / seconds})
-    a, b = (s.label for s in sessions)
-    ratios = [y["it_per_s"] / x["it_per_s"] for x, y in zip(per[a], per[b], strict=True)]
+    ratios = {
+        f"{a} / {b}": [x["it_per_s"] / y["it_per_s"] for x, y in zip(per[a], per[b], strict=True)]
+        for a, b in PAIRS
+        if a in per and b in per
+    }
     summary = {
         label: {
             "it_per_s": median([x["it_per_s"] for x in blocks]),
@@ -115,48 +128,86 @@ def throughput(sessions: list[Session], rounds: int, block: int) -> dict[str, An
         }
         for label, blocks in per.items()
     }
-    return {"per_block": per, "median": summary, "ratio": median(ratios), "ratios": ratios}
+    return {
+        "per_block": per,
+        "median": summary,
+        "ratio": {k: median(v) for k, v in ratios.items()},
+        "ratios": ratios,
+    }
 
 
 def predict_rtt(
     client: Any, local: Any, echo: Echo, pool: np.ndarray, seconds: float
 ) -> list[dict[str, Any]]:
-    """Median Predict round trip vs the raw forward pass and the bare echo, per batch size,
-    call by call."""
+    """Median Predict round trip (unary, and on the Act stream) and per-step cost of the
+    pipelined stream vs the raw forward pass and the bare echo, per batch size, in turns."""
     rng = np.random.default_rng(0)
     rows = []
     for batch in BATCHES:
         obs = np.ascontiguousarray(pool[rng.integers(0, len(pool), batch)])
-        request = echo_request(obs, *local.predict(obs))
-        for _ in range(3):
-            client.predict(obs)
-            local.predict(obs)
-            echo.call(request)
-        rtt, fwd, bare = [], [], []
-        t_end = time.perf_counter() + seconds
-        while len(rtt) < 20 or time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            client.predict(obs)
-            t1 = time.perf_counter()
-            local.predict(obs)
-            t2 = time.perf_counter()
-            echo.call(request)
-            t3 = time.perf_counter()
-            rtt.append(t1 - t0)
-            fwd.append(t2 - t1)
-            bare.append(t3 - t2)
-        r, f, e = (1000 * median(x) for x in (rtt, fwd, bare))
-        rows.append(
-            {
-                "batch": batch,
-                "calls": len(rtt),
-                "rtt_ms": r,
-                "forward_ms": f,
-                "overhead_ms": r - f,
-                "echo_ms": e,
-            }
-        )
+        rows.append(_rtt_row(client, local, echo, obs, seconds))
     return rows
+
+
+def _rtt_row(
+    client: Any, local: Any, echo: Echo, obs: np.ndarray, seconds: float
+) -> dict[str, Any]:
+    batch = len(obs)
+    halves = [np.ascontiguousarray(obs[: batch // 2]), np.ascontiguousarray(obs[batch // 2 :])]
+    request = echo_request(obs, *local.predict(obs))
+    steps = 4
+
+    def unary() -> None:
+        client.use_stream = False
+        try:
+            client.predict(obs)
+        finally:
+            client.use_stream = True
+
+    def piped() -> None:
+        if batch < 2:
+            for _ in range(steps):
+                client.predict(obs)
+            return
+        flying = [client.predict_async(h) for h in halves]
+        for step in range(steps):
+            for k in (0, 1):
+                flying[k].result()
+                if step + 1 < steps:
+                    flying[k] = client.predict_async(halves[k])
+
+    calls = {
+        "unary": unary,
+        "stream": lambda: client.predict(obs),
+        "piped": piped,
+        "forward": lambda: local.predict(obs),
+        "echo": lambda: echo.call(request),
+    }
+    for _ in range(3):
+        for call in calls.values():
+            call()
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    t_end = time.perf_counter() + seconds
+    while len(times["unary"]) < 20 or time.perf_counter() < t_end:
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t0)
+    m = {k: 1000 * median(v) for k, v in times.items()}
+    m["piped"] /= steps
+    f = m["forward"]
+    return {
+        "batch": batch,
+        "calls": len(times["unary"]),
+        "rtt_ms": m["unary"],
+        "stream_ms": m["stream"],
+        "piped_step_ms": m["piped"],
+        "forward_ms": f,
+        "overhead_ms": m["unary"] - f,
+        "stream_overhead_ms": m["stream"] - f,
+        "piped_overhead_ms": m["piped"] - f,
+        "echo_ms": m["echo"],
+    }
 
 
 def main() -> None:
@@ -177,23 +228,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sessions = []
         try:
-            for address in ("inprocess", None):
-                folder = Path(tmp) / (address or "grpc")
-                sessions.append(
-                    Session(
-                        address,
-                        folder,
-                        learners={"threads": args.threads},
-                        algorithm={"batch": args.batch},
-                    )
+            for label, address, parts in SIDES:
+                folder = Path(tmp) / f"{address or 'grpc'}-{parts}"
+                session = Session(
+                    address,
+                    folder,
+                    learners={"threads": args.threads, "pipeline": parts},
+                    algorithm={"batch": args.batch},
                 )
+                session.label = label
+                sessions.append(session)
             threads = sessions[0].cfg.learners.threads
             batch = sessions[0].cfg.algorithm.batch
             for s in sessions:
                 for _ in range(args.warmup):
                     s.step()
             result = throughput(sessions, args.rounds, args.block)
-            local, remote = (s.member.net for s in sessions)
+            local, remote = sessions[0].member.net, sessions[1].member.net
             pool = sessions[1].trainer.sim.reset(0)[:, 0].copy()
             pool = np.concatenate([pool] * 16)
             echo = Echo()
@@ -201,22 +252,25 @@ def main() -> None:
                 rtt = predict_rtt(remote, local, echo, pool, args.seconds)
             finally:
                 echo.close()
-            # the same seed and the same TorchNet code: both sides did exactly the same work
+            # the same seed and the same TorchNet code: every side did exactly the same work
             steps = [s.trainer.state.agent_steps for s in sessions]
             extra = {
                 "iterations_done": [s.trainer.iteration for s in sessions],
                 "agent_steps_done": steps,
-                "same_work": steps[0] == steps[1],
+                "same_work": len(set(steps)) == 1,
             }
         finally:
             for s in sessions:
                 s.close()
     print_tables(result, rtt, args, threads, batch)
-    print(f"same agent-steps on both sides (identical training): {extra['same_work']}")
-    overhead_256 = next(r["overhead_ms"] for r in rtt if r["batch"] == 256)
+    print(f"same agent-steps on every side (identical training): {extra['same_work']}")
+    at_256 = next((r for r in rtt if r["batch"] == 256), rtt[0])
     targets = {
-        f"grpc_throughput_at_least_0.8x_inprocess_at_B{batch}": result["ratio"] >= 0.8,
-        "predict_overhead_256_below_1ms": overhead_256 < 1.0,
+        f"grpc_throughput_at_least_0.9x_inprocess_pipelined_at_B{batch}": result["ratio"].get(
+            "gRPC || / in-process ||", 0.0
+        )
+        >= 0.9,
+        "stream_step_overhead_256_below_0.3ms": at_256["piped_overhead_ms"] < 0.3,
     }
     print("targets:", ", ".join(f"{k}={'met' if v else 'MISSED'}" for k, v in targets.items()))
     write_results(
@@ -240,26 +294,29 @@ def print_tables(
 ) -> None:
     print(
         f"exp2_honest training (B = {batch}), {args.rounds} blocks of {args.block} iterations "
-        f"per side, alternating; learner threads {threads}; medians"
+        f"per side, alternating; learner threads {threads}; medians (||: pipeline = 2)"
     )
-    print(f"{'side':<12}{'it/s':>10}{'agent-steps/s':>16}")
+    print(f"{'side':<16}{'it/s':>10}{'agent-steps/s':>16}")
     for label, m in result["median"].items():
-        print(f"{label:<12}{m['it_per_s']:>10.2f}{m['agent_steps_per_s']:>16,.0f}")
-    lo, hi = min(result["ratios"]), max(result["ratios"])
-    print(f"gRPC / in-process: {result['ratio']:.3f} (per round {lo:.3f} .. {hi:.3f})")
+        print(f"{label:<16}{m['it_per_s']:>10.2f}{m['agent_steps_per_s']:>16,.0f}")
+    for name, ratio in result["ratio"].items():
+        lo, hi = min(result["ratios"][name]), max(result["ratios"][name])
+        print(f"{name}: {ratio:.3f} (per round {lo:.3f} .. {hi:.3f})")
     print()
     print(
-        "Predict round trip (gRPC) vs raw forward (TorchNet.predict), ms, medians; "
+        "Predict vs raw forward (TorchNet.predict), ms, medians: unary round trip, one request "
+        "on the Act stream, per step of the pipelined stream (two halves in flight); "
         "bare echo: the same bytes to and from a bare gRPC server"
     )
     print(
-        f"{'B':>6}{'calls':>8}{'round trip':>12}{'forward':>10}{'overhead':>10}{'ratio':>8}"
-        f"{'bare echo':>11}"
+        f"{'B':>6}{'calls':>7}{'forward':>9}{'unary':>8}{'+':>7}{'stream':>8}{'+':>7}"
+        f"{'piped/step':>11}{'+':>7}{'echo':>8}"
     )
     for r in rtt:
         print(
-            f"{r['batch']:>6}{r['calls']:>8}{r['rtt_ms']:>12.3f}{r['forward_ms']:>10.3f}"
-            f"{r['overhead_ms']:>10.3f}{r['rtt_ms'] / r['forward_ms']:>8.2f}{r['echo_ms']:>11.3f}"
+            f"{r['batch']:>6}{r['calls']:>7}{r['forward_ms']:>9.3f}{r['rtt_ms']:>8.3f}"
+            f"{r['overhead_ms']:>7.3f}{r['stream_ms']:>8.3f}{r['stream_overhead_ms']:>7.3f}"
+            f"{r['piped_step_ms']:>11.3f}{r['piped_overhead_ms']:>7.3f}{r['echo_ms']:>8.3f}"
         )
 
 

@@ -128,3 +128,36 @@ def test_a_pipelined_run_has_the_numbers_of_an_unpipelined_one(tmp_path: Path) -
     for a, b in zip(rows[1], rows[2], strict=True):
         a.pop("wall_time"), b.pop("wall_time")
         assert a == b
+
+
+@pytest.mark.expensive
+def test_a_learner_killed_in_a_pipelined_rollout_is_restarted_and_the_run_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    import signal
+
+    from casi_orchestrator.config import load_config
+
+    from ..faults.conftest import without_wall_time
+    from ..faults.test_learner_death import SMOKE, events, kill_inside
+    from ..faults.test_learner_death import run_trial as run_smoke
+
+    plain = without_wall_time(run_smoke(load_config(SMOKE), tmp_path / "plain"))
+    cfg = load_config(SMOKE)
+    cfg = cfg.model_copy(update={"learners": cfg.learners.model_copy(update={"pipeline": 2})})
+
+    def prepare(trainer: Any, pool: LearnerPool) -> None:
+        learner = pool.learners["a0"]
+        proc = learner.process
+        assert proc is not None
+
+        def kill() -> None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+
+        kill_inside(trainer, learner.net, "predict_async", kill, call=5, at=3)
+
+    rows = run_smoke(cfg, tmp_path / "piped", prepare=prepare)
+    assert without_wall_time(rows) == plain
+    restarts = [e for e in events(tmp_path / "piped") if e.get("event") == "learner_restarted"]
+    assert [(e["iteration"], e["agent"]) for e in restarts] == [(3, "a0")]
