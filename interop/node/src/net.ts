@@ -3,6 +3,7 @@
 import {
   NetCfg,
   OptimCfg,
+  PROTOCOL_MINOR,
   PROTOCOL_VERSION,
   checkHiddenBatch,
   checkNetCfg,
@@ -45,6 +46,8 @@ export class Net {
       device: "cpu",
       n_params: model.nParams,
       action_mask: false,
+      protocol_minor: PROTOCOL_MINOR,
+      act_stream: true,
     };
   }
 

@@ -23,20 +23,44 @@ export function loadProto(file: string): protoLoader.PackageDefinition {
 
 type Handler = (request: never) => unknown;
 
-// A unary handler: NetError -> its status code and sentence; anything else -> INTERNAL.
+// NetError -> its status code and sentence; anything else -> INTERNAL, and the server goes on.
+function failure(method: string, err: unknown): Partial<grpc.StatusObject> {
+  if (err instanceof NetError) return { code: err.code, details: err.message };
+  console.error(`${method} failed inside the learner:`, err);
+  const what = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  return {
+    code: grpc.status.INTERNAL,
+    details: `${method} failed inside the learner (${what}); the learner is still serving, its log has the stack`,
+  };
+}
+
 function unary(method: string, call: Handler): grpc.handleUnaryCall<unknown, unknown> {
   return (rpc, done) => {
     try {
       done(null, call(rpc.request as never));
     } catch (err) {
-      if (err instanceof NetError) return done({ code: err.code, details: err.message });
-      console.error(`${method} failed inside the learner:`, err);
-      const what = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-      done({
-        code: grpc.status.INTERNAL,
-        details: `${method} failed inside the learner (${what}); the learner is still serving, its log has the stack`,
-      });
+      done(failure(method, err));
     }
+  };
+}
+
+// Act: one Predictions per Observations, in order; the first request Predict refuses ends
+// the stream with Predict's status and sentence, and later requests get no reply.
+function act(net: Net): grpc.handleBidiStreamingCall<unknown, unknown> {
+  return (stream) => {
+    let ended = false;
+    stream.on("data", (request) => {
+      if (ended) return;
+      try {
+        stream.write(net.predict(request));
+      } catch (err) {
+        ended = true;
+        stream.emit("error", failure("Act", err));
+      }
+    });
+    stream.on("end", () => {
+      if (!ended) stream.end();
+    });
   };
 }
 
@@ -45,6 +69,7 @@ function handlers(net: Net): grpc.UntypedServiceImplementation {
     Init: unary("Init", (r) => net.init(r)),
     InitHidden: unary("InitHidden", (r) => net.initHidden(r)),
     Predict: unary("Predict", (r) => net.predict(r)),
+    Act: act(net),
     ResetOptimizer: unary("ResetOptimizer", (r) => net.resetOptimizer(r)),
     Train: unary("Train", (r) => net.train(r)),
     GetParams: unary("GetParams", () => net.getParams()),
