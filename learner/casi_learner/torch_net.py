@@ -26,7 +26,7 @@ import threading
 from collections.abc import Mapping
 from importlib import metadata
 from itertools import pairwise
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -131,18 +131,134 @@ def make_optimizer(model: torch.nn.Module, optim: net_pb2.OptimCfg) -> torch.opt
     return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, foreach=True)
 
 
+ALIGN = 16
+"""Floats between the starts of two tensors in a flat buffer (64 bytes): every parameter keeps
+the alignment it would have on its own, which the matrix kernels' rounding may depend on."""
+
+
+class _FlatAdam:
+    """The update of ``torch.optim.Adam(foreach=True)``, op for op and bit for bit, on one flat
+    buffer per quantity (parameters, moments) instead of one tensor each.
+
+    On CPU torch's multi-tensor kernels loop over the tensors; here each of the update's
+    elementwise ops runs once over all the parameters, and those ops give every element the
+    same result wherever it lies in a tensor. The parameters and the optimizer's state tensors
+    become views of the buffers (``bind``), so the model, GetParams and SetParams see the usual
+    tensors. Anything else (another optimizer, a state whose steps differ between parameters,
+    options the experiments do not use) goes to torch's own step.
+    """
+
+    def __init__(self, model: torch.nn.Module, optim: torch.optim.Optimizer) -> None:
+        self.optim = optim
+        self.params = list(model.parameters())
+        sizes = [p.numel() for p in self.params]
+        padded = [-(-n // ALIGN) * ALIGN for n in sizes]
+        self.spans = [(int(o), n) for o, n in zip(np.cumsum([0, *padded[:-1]]), sizes, strict=True)]
+        self.length = sum(padded)
+        self.flat: dict[str, torch.Tensor] = {}
+
+    def usable(self) -> bool:
+        if not isinstance(self.optim, torch.optim.Adam) or len(self.optim.param_groups) != 1:
+            return False
+        group = self.optim.param_groups[0]
+        plain = not (group["amsgrad"] or group["maximize"] or group["capturable"])
+        plain = plain and not (group["differentiable"] or group["fused"])
+        return plain and group["weight_decay"] == 0 and group["foreach"]
+
+    def _views(self, buffer: torch.Tensor) -> list[torch.Tensor]:
+        return [
+            buffer[o : o + n].view_as(p) for (o, n), p in zip(self.spans, self.params, strict=True)
+        ]
+
+    def _gather(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        buffer = self.params[0].new_zeros(self.length)
+        for view, t in zip(self._views(buffer), tensors, strict=True):
+            view.copy_(t)
+        return buffer
+
+    def _bound(self, name: str, tensors: list[torch.Tensor]) -> list[torch.Tensor] | None:
+        """None if ``tensors`` are the views of buffer ``name``, else the views of a new one."""
+        buffer = self.flat.get(name)
+        if buffer is not None:
+            views = self._views(buffer)
+            if all(t.data_ptr() == v.data_ptr() for t, v in zip(tensors, views, strict=True)):
+                return None
+        self.flat[name] = self._gather(tensors)
+        return self._views(self.flat[name])
+
+    def bind(self) -> None:
+        """Makes the parameters and the state views of flat buffers, unless they are already."""
+        state = self.optim.state
+        if not all(p in state for p in self.params):
+            for p in self.params:  # as torch's Adam starts its state
+                state[p] = {
+                    "step": torch.tensor(0.0, dtype=torch.float32),
+                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                }
+        views = self._bound("param", [p.data for p in self.params])
+        for p, view in zip(self.params, views or [], strict=False):
+            p.data = view
+        for name in ("exp_avg", "exp_avg_sq"):
+            views = self._bound(name, [state[p][name] for p in self.params])
+            for p, view in zip(self.params, views or [], strict=False):
+                state[p][name] = view
+
+    def step(self) -> bool:
+        """One Adam step; False (nothing done) where torch's own step must do it."""
+        if not self.usable():
+            return False
+        self.bind()
+        state = self.optim.state
+        steps = [state[p]["step"] for p in self.params]
+        grads = [p.grad for p in self.params]
+        if len({float(s) for s in steps}) != 1 or any(g is None for g in grads):
+            return False
+        group = self.optim.param_groups[0]
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        grad = self._gather(cast(list[torch.Tensor], grads))
+        exp_avg, exp_avg_sq = self.flat["exp_avg"], self.flat["exp_avg_sq"]
+        torch._foreach_add_(steps, torch.tensor(1.0), alpha=1.0)
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step = steps[0].item()
+        step_size = (lr / (1 - beta1**step)) * -1
+        denom = exp_avg_sq.sqrt()
+        denom.div_((1 - beta2**step) ** 0.5)
+        denom.add_(eps)
+        self.flat["param"].addcdiv_(exp_avg, denom, value=step_size)
+        return True
+
+
 class _Batch(NamedTuple):
-    """Train data on the device: [B, T, ...] (recurrent) or masked steps [N, ...]."""
+    """Train data on the device, one row per unit: an episode [B, T, ...] (recurrent) or an
+    acted step [N, ...]. ``floats`` holds SEQUENCE_FLOATS field-major, [5, B, T] or [5, N], so
+    that a slice of rows is contiguous in every field."""
 
     obs: torch.Tensor
     actions: torch.Tensor
-    logp_old: torch.Tensor
-    values_old: torch.Tensor
-    advantages: torch.Tensor
-    returns: torch.Tensor
-    mask: torch.Tensor
-    weights: np.ndarray  # acted steps per unit (episode or step), to skip empty minibatches
+    floats: torch.Tensor
     allowed: torch.Tensor | None  # bool, as obs, [..., sum(heads)]: Sequences.action_mask
+
+    def rows(self, order: torch.Tensor | None) -> _Batch:
+        """The units in ``order`` (None: as they are), gathered once for a whole epoch."""
+        if order is None:
+            return self
+        pick = order.to(self.obs.device)
+        allowed = None if self.allowed is None else self.allowed.index_select(0, pick)
+        obs, actions = self.obs.index_select(0, pick), self.actions.index_select(0, pick)
+        return _Batch(obs, actions, self.floats.index_select(1, pick), allowed)
+
+    def slice(self, start: int, stop: int) -> _Batch:
+        """Units ``start`` to ``stop``: views, no copies."""
+        allowed = None if self.allowed is None else self.allowed[start:stop]
+        return _Batch(
+            self.obs[start:stop], self.actions[start:stop], self.floats[:, start:stop], allowed
+        )
+
+    def field(self, name: str) -> torch.Tensor:
+        """One of SEQUENCE_FLOATS, flat over the steps of these units."""
+        return self.floats[SEQUENCE_FLOATS.index(name)].reshape(-1)
 
 
 class TorchNet:
@@ -166,6 +282,7 @@ class TorchNet:
         self._optim_cfg = net_pb2.OptimCfg()
         self._model: ActorCritic | None = None
         self._optim: torch.optim.Optimizer | None = None
+        self._flat: _FlatAdam | None = None
         self._hidden: Hidden | None = None
         self._hidden_batch: int | None = None
         self._widest = 0  # the widest layer of the model, for MAX_ROW_BYTES
@@ -232,10 +349,10 @@ class TorchNet:
             if is_repeat(step, self._last_step, self._last_loss is not None):
                 assert self._last_loss is not None
                 return dict(self._last_loss)
-            data = self._check_sequences(batch)
+            data, weights = self._check_sequences(batch)
             saved = self._snapshot()
             try:
-                loss = self._update(data, step)
+                loss = self._update(data, weights, step)
                 self._check_finite_result(loss)
             except _NonFinite as exc:
                 self._restore(saved)
@@ -314,7 +431,7 @@ class TorchNet:
         model.initialise(torch.Generator().manual_seed(cfg.seed))
         return model.to(self.device)
 
-    def _check_sequences(self, batch: Sequences) -> _Batch:
+    def _check_sequences(self, batch: Sequences) -> tuple[_Batch, np.ndarray]:
         model = self._ready()
         checked = check_sequences(batch, model.obs_dim, model.head_sizes)
         floats = {name: getattr(checked, name) for name in SEQUENCE_FLOATS}
@@ -329,7 +446,8 @@ class TorchNet:
         floats: dict[str, np.ndarray],
         allowed: np.ndarray | None,
         recurrent: bool,
-    ) -> _Batch:
+    ) -> tuple[_Batch, np.ndarray]:
+        """The batch on the device and the acted steps per unit (to skip empty minibatches)."""
         mask = floats["mask"]
         if recurrent:
             weights = mask.sum(axis=1)
@@ -342,55 +460,57 @@ class TorchNet:
             if allowed is not None:
                 allowed = allowed.reshape(-1, allowed.shape[-1])[rows]
         dev = self.device
-        return _Batch(
+        batch = _Batch(
             obs=_tensor(obs, dev),
             actions=_tensor(actions, dev),
-            **{k: _tensor(v, dev) for k, v in floats.items()},
-            weights=weights,
+            floats=_tensor(np.stack([floats[k] for k in SEQUENCE_FLOATS]), dev),
             allowed=None if allowed is None else _tensor(allowed > 0, dev),
         )
+        return batch, weights
 
-    def _update(self, data: _Batch, step: int) -> dict[str, float]:
+    def _update(self, data: _Batch, weights: np.ndarray, step: int) -> dict[str, float]:
         cfg = self._cfg
         ppo = cfg.loss == net_pb2.LOSS_PPO
         passes, splits = (cfg.epochs, cfg.minibatches) if ppo else (1, 1)
-        units = len(data.weights)
+        units = len(weights)
         rng = np.random.default_rng([cfg.seed, 0x5EED, step % (1 << 64)])
-        totals = {k: 0.0 for k in LOSS_FIELDS}
-        count, grad_norm = 0, 0.0
+        stats: list[torch.Tensor] = []
+        grad_norm = 0.0
         for _ in range(passes):
             order = rng.permutation(units) if ppo else np.arange(units)
-            for idx in np.array_split(order, max(1, min(splits, units))):
-                if data.weights[idx].sum() == 0:
+            epoch = data.rows(torch.from_numpy(order) if ppo else None)
+            chunks = np.array_split(order, max(1, min(splits, units)))
+            for idx, end in zip(chunks, np.cumsum([len(c) for c in chunks]), strict=True):
+                if weights[idx].sum() == 0:
                     continue
-                loss, stats = self._loss(data, torch.from_numpy(idx).to(self.device))
+                loss, parts = self._loss(epoch.slice(int(end) - len(idx), int(end)))
                 grad_norm = self._apply(loss)
-                for k, v in stats.items():
-                    totals[k] += float(v)
-                count += 1
-        result = {k: v / max(count, 1) for k, v in totals.items()}
+                stats.append(torch.stack([parts[k] for k in LOSS_FIELDS[:-1]]))
+        totals = {k: 0.0 for k in LOSS_FIELDS[:-1]}
+        for row in torch.stack(stats).tolist() if stats else []:
+            for k, v in zip(totals, row, strict=True):
+                totals[k] += v
+        result = {k: v / max(len(stats), 1) for k, v in totals.items()}
         result["grad_norm"] = grad_norm
         return result
 
-    def _loss(self, data: _Batch, idx: torch.Tensor) -> tuple[torch.Tensor, losses.Stats]:
+    def _loss(self, data: _Batch) -> tuple[torch.Tensor, losses.Stats]:
         model, cfg = self._ready(), self._cfg
         if model.recurrent:
-            logits, values = model.unroll(data.obs[idx])
+            logits, values = model.unroll(data.obs)
             logits, values = logits.reshape(-1, logits.shape[-1]), values.reshape(-1)
-            actions = data.actions[idx].reshape(-1, data.actions.shape[-1])
+            actions = data.actions.reshape(-1, data.actions.shape[-1])
         else:
-            logits, values, _ = model.step(data.obs[idx])
-            actions = data.actions[idx]
-
-        def pick(x: torch.Tensor) -> torch.Tensor:
-            return x[idx].reshape(-1)
+            logits, values, _ = model.step(data.obs)
+            actions = data.actions
 
         if data.allowed is not None:  # the masked policy: no probability on masked actions
-            allowed = data.allowed[idx].reshape(logits.shape)
+            allowed = data.allowed.reshape(logits.shape)
             logits = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
         logp = joint_log_prob(logits, actions, model.head_sizes)
         entropy = joint_entropy(logits, model.head_sizes)
-        logp_old, mask, returns = pick(data.logp_old), pick(data.mask), pick(data.returns)
+        pick = data.field
+        logp_old, mask, returns = pick("logp_old"), pick("mask"), pick("returns")
         ent, val = cfg.entropy_coef, cfg.value_coef
         if cfg.loss == net_pb2.LOSS_REINFORCE:
             return losses.reinforce_loss(logp, logp_old, returns, entropy, mask, entropy_coef=ent)
@@ -398,13 +518,13 @@ class TorchNet:
             return losses.reinforce_baseline_loss(
                 logp, logp_old, values, returns, entropy, mask, value_coef=val, entropy_coef=ent
             )
-        advantages = pick(data.advantages)
+        advantages = pick("advantages")
         if cfg.loss == net_pb2.LOSS_A2C:
             return losses.a2c_loss(
                 logp, logp_old, advantages, values, returns, entropy, mask,
                 value_coef=val, entropy_coef=ent,
             )  # fmt: skip
-        values_old = pick(data.values_old)
+        values_old = pick("values_old")
         return losses.ppo_loss(
             logp, logp_old, advantages, values, values_old, returns, entropy, mask,
             clip=cfg.clip, value_coef=val, entropy_coef=ent, clip_value=cfg.clip_value,
@@ -422,7 +542,10 @@ class TorchNet:
         norm = losses.clip_grad_norm(model.parameters(), self._cfg.max_grad_norm)
         if not math.isfinite(norm):
             raise _NonFinite(f"gradient (norm {norm})")
-        optim.step()
+        if self._flat is None or self._flat.optim is not optim:
+            self._flat = _FlatAdam(model, optim)
+        if not self._flat.step():
+            optim.step()
         return norm
 
     def _snapshot(self) -> tuple[dict[str, torch.Tensor], dict]:  # type: ignore[type-arg]

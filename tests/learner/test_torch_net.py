@@ -571,6 +571,34 @@ def test_the_multi_tensor_update_matches_the_per_parameter_loop(
         np.testing.assert_allclose(a.tensors[key], b.tensors[key], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("loss", [net_pb2.LOSS_PPO, net_pb2.LOSS_REINFORCE])
+def test_the_flat_adam_update_is_bit_for_bit_torchs(
+    loss: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import casi_learner.torch_net as torch_net
+
+    def run() -> tuple[Params, list[dict[str, float]]]:
+        net = make_net(loss=loss, hidden_sizes=[37, 16])  # sizes that are not multiples of 16
+        losses = [net.train(step, toy_batch(seed=step)) for step in (1, 2)]
+        net.set_params(net.get_params())  # new state tensors: the buffers are laid out again
+        losses += [net.train(step, toy_batch(seed=step)) for step in (3, 4)]
+        net.reset_optimizer(make_cfg().optim)
+        losses += [net.train(5, toy_batch(seed=5))]
+        return snapshot(net), losses
+
+    flat_steps = []
+    step = torch_net._FlatAdam.step
+    monkeypatch.setattr(
+        torch_net._FlatAdam, "step", lambda self: flat_steps.append(step(self)) or flat_steps[-1]
+    )
+    fast = run()
+    assert flat_steps and all(flat_steps)
+    monkeypatch.setattr(torch_net._FlatAdam, "step", lambda self: False)  # torch's own step
+    slow = run()
+    assert_same_params(fast[0], slow[0])
+    assert fast[1] == slow[1]
+
+
 def test_set_params_with_an_empty_optimizer_starts_a_fresh_optimizer() -> None:
     net, other = _trained(), _trained()
     params = snapshot(net)
