@@ -82,6 +82,14 @@ CASES: dict[str, tuple[list[str], str, list[str], set[str]]] = {
         ["learners: 8 agents", "batch: exp5_big_honest", "agent-steps/s", "lrn MB"],
         {"machine", "unit", "config", "iterations", "warmup", "learners", "batches"},
     ),
+    "train": (  # HEAD's learner against this tree's: the same code unless the tree has changed
+        ["--base", "HEAD", "--capture", "1", "--rounds", "2", "--block", "1", "--warmup", "1"],
+        "train.json",
+        ["wall ms", "head / base, cpu", "after 3 Train calls"],
+        {"machine", "unit", "base", "head", "batches", "rounds", "block", "threads"}
+        | {"modules", "ms", "cpu_ms", "head_over_base", "round_ratios", "train_calls"}
+        | {"same_state"},
+    ),
     "worlds": (
         ["--worlds", "exp2 world", "--iterations", "10", "--target", "0.01"]
         + ["--settings", "masked:algorithm.mask_pointless=true"],
