@@ -65,6 +65,9 @@ def torch_update(
     obs, mask = flat(batch.obs), flat(batch.mask)
     actions = torch.tensor(batch.actions.reshape(-1, len(HEADS))[rows])
     logits = obs @ p["policy.weight"].T + p["policy.bias"]
+    if batch.action_mask is not None:  # as casi_learner.torch_net trains the masked policy
+        allowed = torch.tensor(batch.action_mask.reshape(-1, sum(HEADS))[rows] > 0)
+        logits = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
     values = (obs @ p["value.weight"].T + p["value.bias"]).reshape(-1)
     logp, entropy = joint_log_prob(logits, actions, HEADS), joint_entropy(logits, HEADS)
     old, returns, adv = flat(batch.logp_old), flat(batch.returns), flat(batch.advantages)
@@ -122,3 +125,32 @@ def test_one_train_matches_autograd(
         np.testing.assert_allclose(after.tensors[name], x, rtol=1e-4, atol=2e-6, err_msg=name)
     assert stats == pytest.approx(want_stats, rel=1e-4, abs=1e-6)
     assert after.optimizer, "the optimizer state is empty after a Train"
+
+
+def with_action_mask(batch: Sequences, seed: int) -> Sequences:
+    """The batch with about half of every head's actions masked out, never the sampled one."""
+    rng = np.random.default_rng(seed)
+    allowed = (rng.random((*batch.mask.shape, sum(HEADS))) < 0.5).astype(np.float32)
+    start = 0
+    for h, size in enumerate(HEADS):
+        np.put_along_axis(allowed[..., start : start + size], batch.actions[..., h : h + 1], 1, -1)
+        start += size
+    return batch._replace(action_mask=allowed)
+
+
+@pytest.mark.parametrize("loss", ["ppo", "a2c"])
+def test_one_train_with_an_action_mask_matches_autograd(
+    node_nets: Callable[..., NodeNet], loss: str
+) -> None:
+    cfg = CONTRACT.make_cfg(loss=LOSSES[loss], epochs=1, minibatches=1)
+    with NetClient(node_nets().address) as client:
+        assert client.init(cfg).action_mask
+        start = client.get_params()
+        batch = skewed(CONTRACT.make_sequences(client, b=5, t=4), seed=2)
+        batch = with_action_mask(batch, seed=3)
+        stats = client.train(1, batch)
+        after = client.get_params()
+    want, want_stats = torch_update(cfg, start, batch)
+    for name, x in want.items():
+        np.testing.assert_allclose(after.tensors[name], x, rtol=1e-4, atol=2e-6, err_msg=name)
+    assert stats == pytest.approx(want_stats, rel=1e-4, abs=1e-6)

@@ -154,6 +154,7 @@ export interface Batch {
   advantages: Float32Array;
   returns: Float32Array;
   mask: Float32Array;
+  allowed: Float32Array | null; // [B*T, sum(heads)], 1 where the action could be sampled
 }
 
 const FLOAT_FIELDS = ["logp_old", "values_old", "advantages", "returns", "mask"] as const;
@@ -164,12 +165,7 @@ export function checkSequences(msg: Record<string, unknown>, obsDim: number, hea
   const [b, t] = obsWire.shape;
   const actWire = decode(msg.actions as never, "actions", { dtype: INT64, shape: [b, t, null] });
   const wires = FLOAT_FIELDS.map((f) => decode(msg[f] as never, f, { dtype: FLOAT32, shape: [b, t] }));
-  if (msg.action_mask) {
-    throw invalid(
-      "action_mask: this learner does not honour action masks (its InitReply.action_mask is " +
-        "false); send Sequences without one",
-    );
-  }
+  const maskWire = msg.action_mask ? decode(msg.action_mask as never, "action_mask", { dtype: FLOAT32, shape: [b, t, null] }) : null;
   checkShape("obs", obsWire, FLOAT32, ["B", "T", obsDim]);
   const obs = floats(obsWire);
   checkFinite("obs", obs, obsWire.shape);
@@ -182,7 +178,33 @@ export function checkSequences(msg: Record<string, unknown>, obsDim: number, hea
     checkFinite(f, out[f], [b, t]);
   });
   checkZeroOne("mask", out.mask, [b, t]);
-  return { b, t, obs, actions, ...(out as Record<(typeof FLOAT_FIELDS)[number], Float32Array>) };
+  const allowed = maskWire ? checkActionMask(maskWire, actions, out.mask, heads) : null;
+  return { b, t, obs, actions, ...(out as Record<(typeof FLOAT_FIELDS)[number], Float32Array>), allowed };
+}
+
+// Train's optional action mask: 0/1 float32 [B, T, sum(heads)]; at every acted step each head
+// allows some action, and the sampled one.
+function checkActionMask(wire: Wire, actions: Float64Array, mask: Float32Array, heads: number[]): Float32Array {
+  const [b, t] = wire.shape;
+  const width = heads.reduce((x, y) => x + y, 0);
+  checkShape("action_mask", wire, FLOAT32, [b, t, width]);
+  const allowed = floats(wire);
+  checkZeroOne("action_mask", allowed, [b, t, width]);
+  for (let row = 0; row < b * t; row++) {
+    if (mask[row] === 0) continue;
+    const at = `[${Math.floor(row / t)}, ${row % t}]`;
+    let start = 0;
+    heads.forEach((size, h) => {
+      const head = allowed.subarray(row * width + start, row * width + start + size);
+      if (!head.some((x) => x > 0)) throw invalid(`action_mask: head ${h} allows no action at acted step ${at}`);
+      const taken = actions[row * heads.length + h];
+      if (head[taken] === 0) {
+        throw invalid(`action_mask: the sampled action ${taken} of head ${h} at ${at} is masked out`);
+      }
+      start += size;
+    });
+  }
+  return allowed;
 }
 
 function checkActions(actions: Float64Array, heads: number[], t: number): void {

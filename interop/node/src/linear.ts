@@ -8,7 +8,8 @@
 // advantages, epochs x minibatches, optional value clipping), a2c (-A log p, advantages as
 // given), reinforce (-R log p, no critic), reinforce_baseline (-(R - V) log p). value_loss is
 // 1/2 the mean squared error. Gradients are clipped to max_grad_norm (global L2), then the
-// optimizer steps. Minibatch order is drawn from (NetCfg.seed, step).
+// optimizer steps. Minibatch order is drawn from (NetCfg.seed, step). With Sequences.action_mask
+// the log-probabilities and entropies are those of each head's softmax over its allowed actions.
 import { Batch, LOSS, Layout, NetCfg, OptimCfg } from "./checks";
 import { invalid } from "./errors";
 import { Loss, Model, State, ZERO_LOSS } from "./model";
@@ -89,7 +90,10 @@ export class Linear implements Model {
 
   // z becomes the per-head log-probabilities; returns the log-probability of the actions and
   // the entropy, both summed over heads.
-  private logSoftmax(z: Float64Array, actions: Float64Array, at: number): Omit<Row, "value"> {
+  // With an action mask, a head's softmax is over its allowed actions only (-Infinity elsewhere).
+  private logSoftmax(z: Float64Array, batch: Batch, i: number): Omit<Row, "value"> {
+    const allowed = batch.allowed;
+    if (allowed) for (let k = 0; k < this.width; k++) if (allowed[i * this.width + k] === 0) z[k] = -Infinity;
     let logp = 0;
     let entropy = 0;
     let start = 0;
@@ -101,9 +105,9 @@ export class Linear implements Model {
       const lse = max + Math.log(sum);
       for (let k = start; k < start + size; k++) {
         z[k] -= lse;
-        entropy -= Math.exp(z[k]) * z[k];
+        entropy -= plogp(z[k]);
       }
-      logp += z[start + actions[at + h]];
+      logp += z[start + batch.actions[i * this.cfg.head_sizes.length + h]];
       start += size;
     });
     return { logp, entropy };
@@ -156,7 +160,7 @@ export class Linear implements Model {
     rows.forEach((i, m) => {
       const nz = nonzero(batch.obs, i * this.d, this.d);
       const value = this.forward(batch.obs, i * this.d, nz, z);
-      const row = { ...this.logSoftmax(z, batch.actions, i * this.cfg.head_sizes.length), value };
+      const row = { ...this.logSoftmax(z, batch, i), value };
       const term = this.terms(batch, i, row, advantages[m]);
       sums.policy_loss += term.policy;
       sums.value_loss += term.value;
@@ -241,8 +245,9 @@ export class Linear implements Model {
     heads.forEach((size, h) => {
       const taken = start + batch.actions[i * heads.length + h];
       let entropy = 0;
-      for (let k = start; k < start + size; k++) entropy -= Math.exp(z[k]) * z[k];
+      for (let k = start; k < start + size; k++) entropy -= plogp(z[k]);
       for (let k = start; k < start + size; k++) {
+        if (z[k] === -Infinity) continue; // masked out: no gradient
         const p = Math.exp(z[k]);
         // d(log p_taken)/dz_k = [k = taken] - p_k; d(-entropy)/dz_k = p_k (log p_k + entropy)
         const g = d.logp * ((k === taken ? 1 : 0) - p) + d.entropy * p * (z[k] + entropy);
@@ -300,6 +305,11 @@ export class Linear implements Model {
       if (!v.every(Number.isFinite)) throw nonFinite(k);
     }
   }
+}
+
+// p log p of a log-probability, 0 for an impossible action.
+function plogp(logp: number): number {
+  return logp === -Infinity ? 0 : Math.exp(logp) * logp;
 }
 
 function nonzero(x: Float32Array, at: number, d: number): number[] {

@@ -45,7 +45,7 @@ export class Net {
       implementation: `casi-node-net/${model.name} ${VERSION} (Node ${process.version})`,
       device: "cpu",
       n_params: model.nParams,
-      action_mask: false,
+      action_mask: true,
       protocol_minor: PROTOCOL_MINOR,
       act_stream: true,
     };
