@@ -30,6 +30,7 @@ Run: ``.venv/bin/python bench/link.py [--rounds R] [--block K] [--threads N] [--
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -137,7 +138,12 @@ def throughput(sessions: list[Session], rounds: int, block: int) -> dict[str, An
 
 
 def predict_rtt(
-    client: Any, local: Any, echo: Echo, pool: np.ndarray, seconds: float
+    client: Any,
+    local: Any,
+    echo: Echo,
+    pool: np.ndarray,
+    seconds: float,
+    learner_pid: int | None = None,
 ) -> list[dict[str, Any]]:
     """Median Predict round trip (unary, and on the Act stream) and per-step cost of the
     pipelined stream vs the raw forward pass and the bare echo, per batch size, in turns."""
@@ -145,17 +151,45 @@ def predict_rtt(
     rows = []
     for batch in BATCHES:
         obs = np.ascontiguousarray(pool[rng.integers(0, len(pool), batch)])
-        rows.append(_rtt_row(client, local, echo, obs, seconds))
+        rows.append(_rtt_row(client, local, echo, obs, seconds, learner_pid))
     return rows
 
 
+STEPS = 4  # steps of the pipelined stream per timed call
+
+
 def _rtt_row(
-    client: Any, local: Any, echo: Echo, obs: np.ndarray, seconds: float
+    client: Any, local: Any, echo: Echo, obs: np.ndarray, seconds: float, learner_pid: int | None
 ) -> dict[str, Any]:
+    calls = _calls(client, local, echo, obs)
+    times, cpu = _timed(calls, seconds, learner_pid)
+    m = {k: 1000 * median(v) for k, v in times.items()}
+    per_call = {k: [1000 * x / len(times[k]) for x in v] for k, v in cpu.items()}
+    m["piped"] /= STEPS
+    per_call["piped"] = [x / STEPS for x in per_call["piped"]]
+    f = m["forward"]
+    return {
+        "batch": len(obs),
+        "calls": len(times["unary"]),
+        "rtt_ms": m["unary"],
+        "stream_ms": m["stream"],
+        "piped_step_ms": m["piped"],
+        "forward_ms": f,
+        "overhead_ms": m["unary"] - f,
+        "stream_overhead_ms": m["stream"] - f,
+        "piped_overhead_ms": m["piped"] - f,
+        "echo_ms": m["echo"],
+        "cpu_ms": {k: {"client": v[0], "learner": v[1]} for k, v in per_call.items()},
+    }
+
+
+def _calls(client: Any, local: Any, echo: Echo, obs: np.ndarray) -> dict[str, Any]:
+    """The calls timed: unary Predict, Predict on the stream, STEPS pipelined steps (two
+    halves in flight), the raw forward, the bare echo."""
     batch = len(obs)
     halves = [np.ascontiguousarray(obs[: batch // 2]), np.ascontiguousarray(obs[batch // 2 :])]
     request = echo_request(obs, *local.predict(obs))
-    steps = 4
+    steps = STEPS
 
     def unary() -> None:
         client.use_stream = False
@@ -183,31 +217,40 @@ def _rtt_row(
         "forward": lambda: local.predict(obs),
         "echo": lambda: echo.call(request),
     }
+    return calls
+
+
+def _timed(
+    calls: dict[str, Any], seconds: float, learner_pid: int | None
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall times of every call, and CPU seconds (this process, the learner) per kind."""
     for _ in range(3):
         for call in calls.values():
             call()
     times: dict[str, list[float]] = {k: [] for k in calls}
+    cpu = {k: [0.0, 0.0] for k in calls}
     t_end = time.perf_counter() + seconds
     while len(times["unary"]) < 20 or time.perf_counter() < t_end:
-        for name, call in calls.items():
-            t0 = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - t0)
-    m = {k: 1000 * median(v) for k, v in times.items()}
-    m["piped"] /= steps
-    f = m["forward"]
-    return {
-        "batch": batch,
-        "calls": len(times["unary"]),
-        "rtt_ms": m["unary"],
-        "stream_ms": m["stream"],
-        "piped_step_ms": m["piped"],
-        "forward_ms": f,
-        "overhead_ms": m["unary"] - f,
-        "stream_overhead_ms": m["stream"] - f,
-        "piped_overhead_ms": m["piped"] - f,
-        "echo_ms": m["echo"],
-    }
+        for name, call in calls.items():  # blocks of 10 calls, for CPU times to add up
+            c0, l0 = time.process_time(), cpu_seconds(learner_pid)
+            for _ in range(10):
+                t0 = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - t0)
+            cpu[name][0] += time.process_time() - c0
+            cpu[name][1] += cpu_seconds(learner_pid) - l0
+    return times, cpu
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (Linux; 0 without a pid)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -249,7 +292,9 @@ def main() -> None:
             pool = np.concatenate([pool] * 16)
             echo = Echo()
             try:
-                rtt = predict_rtt(remote, local, echo, pool, args.seconds)
+                process = sessions[1].pool.learners["a0"].process
+                pid = process.pid if process is not None else None
+                rtt = predict_rtt(remote, local, echo, pool, args.seconds, pid)
             finally:
                 echo.close()
             # the same seed and the same TorchNet code: every side did exactly the same work
@@ -318,6 +363,13 @@ def print_tables(
             f"{r['overhead_ms']:>7.3f}{r['stream_ms']:>8.3f}{r['stream_overhead_ms']:>7.3f}"
             f"{r['piped_step_ms']:>11.3f}{r['piped_overhead_ms']:>7.3f}{r['echo_ms']:>8.3f}"
         )
+    print()
+    print("CPU ms per call (per step for piped): this process + the learner's process")
+    print(f"{'B':>6}" + "".join(f"{k:>18}" for k in ("unary", "stream", "piped", "forward")))
+    for r in rtt:
+        cells = [r["cpu_ms"][k] for k in ("unary", "stream", "piped", "forward")]
+        text = "".join(f"{c['client']:>9.3f} +{c['learner']:>7.3f}" for c in cells)
+        print(f"{r['batch']:>6}{text}")
 
 
 if __name__ == "__main__":
