@@ -1,6 +1,7 @@
 """Whole runs through the Node/TypeScript learner: ``casi run ... --learner a0=HOST:PORT``.
 
-exp0 (one fixed world) is learnt to 0.9 greedy win rate; a Node learner killed in the middle of
+exp0 (one fixed world) is learnt to 0.9 greedy win rate, with PPO (the config's loss) and with
+A2C; a Node learner killed in the middle of
 a run is waited for like any remote learner: one back in time is re-initialised and given its
 state, and the run ends normally; one that stays away stops the run with a checkpoint.
 """
@@ -86,14 +87,21 @@ def wait_rows(path: Path, n: int, proc: subprocess.Popen[str]) -> None:
         raise AssertionError(f"{path}: fewer than {n} rows (exit status {proc.poll()})")
 
 
+@pytest.mark.parametrize("loss", ["ppo", "a2c"])
 def test_exp0_reaches_0_9_greedy_win_rate_through_the_node_learner(
-    tmp_path: Path, node_nets: Callable[..., NodeNet]
+    tmp_path: Path, node_nets: Callable[..., NodeNet], loss: str
 ) -> None:
+    config = EXP0
+    if loss != "ppo":  # exp0 as it is, but for [algorithm] loss
+        config = tmp_path / "exp0_groundhog.toml"
+        text = EXP0.read_text().replace("[algorithm]\n", f'[algorithm]\nloss = "{loss}"\n')
+        config.write_text(text)
     net = node_nets("--policy", "linear")
-    proc = casi_run(EXP0, net.address, tmp_path, "--target-win-rate", "0.9")
+    proc = casi_run(config, net.address, tmp_path, "--target-win-rate", "0.9")
     _, err = finish(proc)
     assert proc.returncode == 0, err[-3000:]
     trial = tmp_path / "exp0_groundhog" / "trial-0"
+    assert f'loss = "{loss}"' in (trial / "config.toml").read_text()
     wins = [float(r["a0.win_rate"]) for r in rows(trial / "iterations.csv") if r["a0.win_rate"]]
     assert wins and max(wins) >= 0.9, wins
     assert net.proc.poll() is None, "the Node learner died during the run"
