@@ -33,6 +33,8 @@ import math
 import os
 import random
 import shutil
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,7 @@ TUNE_DIR = "tune"
 STATE = "tournament.json"
 BEST = "best_config.toml"
 SCORE = "score"
+POLL = 0.5  # s between looks at the stop flag
 
 
 def member_dir(folder: Path, k: int) -> Path:
@@ -300,8 +303,22 @@ class _StopAll:
         return self.reached
 
 
-def run_pbt(cfg: RunConfig, folder: Path, resume: bool, address: str, console: Console) -> None:
-    """The population on Ray Tune's PBT; Tune's state in ``folder/tune``."""
+def _forward_stop(stop: Callable[[], bool], done: threading.Event) -> None:
+    """Turns ``stop()`` (SIGTERM, or a caller's flag) into the SIGINT on which Ray Tune ends
+    a run so that ``Tuner.restore`` continues it (Tune's handler is in place during fit)."""
+    while not done.wait(POLL):
+        handler = signal.getsignal(signal.SIGINT)
+        if stop() and getattr(handler, "__self__", None) is not stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            return
+
+
+def run_pbt(
+    cfg: RunConfig, folder: Path, resume: bool, stop: Callable[[], bool], address: str,
+    console: Console,
+) -> None:  # fmt: skip
+    """The population on Ray Tune's PBT; Tune's state in ``folder/tune``. A SIGINT (or
+    ``stop()``) ends it as Ray Tune does: every member at its last checkpoint."""
     tune_cfg = _tune(cfg)
     _connect(cfg, address)
     from ray import tune
@@ -344,7 +361,12 @@ def run_pbt(cfg: RunConfig, folder: Path, resume: bool, address: str, console: C
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             ),  # fmt: skip
         )
-    results = tuner.fit()
+    done = threading.Event()
+    threading.Thread(target=_forward_stop, args=(stop, done), daemon=True).start()
+    try:
+        results = tuner.fit()
+    finally:
+        done.set()
     errors = [results[i].error for i in range(len(results)) if results[i].error is not None]
     if errors:
         raise ResumeError(f"casi tune: {len(errors)} member(s) failed: {errors[0]}")
@@ -529,7 +551,7 @@ def run_tune(
     if not resume:
         lineage.clear(folder)
     if tune.scheduler == "pbt":
-        run_pbt(cfg, folder, resume and held, address, console)
+        run_pbt(cfg, folder, resume and held, stop, address, console)
     else:
         run_tournament(cfg, folder, resume and held, stop, address, console)
     finish(cfg, folder, console)
@@ -579,7 +601,7 @@ def tune_command(args: Any) -> int:
 
     from casi_orchestrator.cli import StopFlag, _signals
     from casi_orchestrator.config import ConfigError, load_config
-    from casi_orchestrator.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+    from casi_orchestrator.exits import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE
     from casi_orchestrator.learners import LearnerStartError
 
     console = Console(stderr=True)
@@ -600,4 +622,23 @@ def tune_command(args: Any) -> int:
         except (LearnerStartError, ResumeError, CheckpointError, NetError) as exc:
             print(f"casi: {exc}", file=sys.stderr)
             return EXIT_ERROR
-    return flag.exit_code if flag.signum else EXIT_OK
+    if flag.signum:
+        return flag.exit_code
+    if interrupted(cfg, args.out / cfg.name):
+        print(
+            f"casi: interrupted; continue with: casi tune {args.config} --resume", file=sys.stderr
+        )
+        return EXIT_SIGNAL_BASE + signal.SIGINT
+    return EXIT_OK
+
+
+def interrupted(cfg: RunConfig, folder: Path) -> bool:
+    """True if no member reached the target and one has not finished its iterations."""
+    target, metas = cfg.eval.target_win_rate, []
+    for k in range(_tune(cfg).population):
+        path = find_checkpoint(member_dir(folder, k) / "checkpoint")
+        if path is not None:
+            metas.append(read_checkpoint(path)[1])
+    if target is not None and any(score(m["last_eval"], "win_rate") >= target for m in metas):
+        return False
+    return any(m["iteration"] < cfg.algorithm.iterations for m in metas)

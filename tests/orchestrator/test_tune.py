@@ -255,3 +255,111 @@ def test_pbt_of_four_copies_checkpoints_bit_for_bit(local_ray: None, tmp_path: P
         assert len(csv_rows) == 41  # one row per iteration, copies or not
     best = load_config(folder / "best_config.toml")
     assert best.tune is None and (folder / "lineage.png").stat().st_size > 0
+
+
+def csv_without_wall_time(folder: Path, k: int) -> list[dict[str, str]]:
+    with open(tune.member_dir(folder, k) / "iterations.csv", newline="") as f:
+        return [{c: v for c, v in r.items() if c != "wall_time"} for r in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def tournament(local_ray: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tournament of four over 30 iterations (two selections), uninterrupted."""
+    tmp = tmp_path_factory.mktemp("tournament")
+    path = exp2(tmp, iterations=30, scheduler="tournament", mutation_probability=1.0)
+    cfg = load_config(path)
+    return path, tune.run_tune(cfg, tmp / "runs", False, False, lambda: False, "auto", quiet())
+
+
+@pytest.mark.expensive
+def test_a_tournament_keeps_its_elite_and_copies_winners(tournament: tuple[Path, Path]) -> None:
+    _, folder = tournament
+    rows = lineage_rows(folder)
+    for it in (10, 20):
+        generation = [r for r in rows if int(r["iteration"]) == it]
+        assert sorted(int(r["member"]) for r in generation) == [0, 1, 2, 3]
+        elite = [r for r in generation if r["event"] == "elite"]
+        assert len(elite) == 1 and not elite[0]["mutations"]
+        best = max(float(r["score"]) for r in generation)
+        assert float(elite[0]["score"]) == best
+        score = {int(r["member"]): float(r["score"]) for r in generation}
+        for r in generation:
+            assert float(r["source_score"]) == score[int(r["source"])]
+            assert (r["event"] == "copy") == (r["source"] != r["member"])
+            if r["event"] != "elite":
+                assert len(r["mutations"].split("; ")) == 1  # probability 1, one key
+    for k in range(4):
+        assert len(csv_without_wall_time(folder, k)) == 30
+        cfg = load_config(tune.member_dir(folder, k) / "config.toml")
+        last = [r for r in rows if int(r["member"]) == k][-1]
+        assert cfg.algorithm.lr == float(last["algorithm.lr"])
+    assert (folder / "best_config.toml").exists() and (folder / "lineage.png").exists()
+
+
+class StopInSecondGeneration:
+    """True once the tournament is in its second generation and member 0 is 2 iterations in."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __call__(self) -> bool:
+        state = self.folder / tune.STATE
+        if not state.exists() or '"generation": 1' not in state.read_text():
+            return False
+        lines = (tune.member_dir(self.folder, 0) / "iterations.csv").read_text().splitlines()
+        return len(lines) > 12
+
+
+@pytest.mark.expensive
+def test_a_tournament_stopped_and_resumed_writes_what_an_uninterrupted_one_does(
+    tournament: tuple[Path, Path], tmp_path: Path
+) -> None:
+    path, whole = tournament
+    cfg = load_config(path)
+    root = tmp_path / "runs"
+    stop = StopInSecondGeneration(root / "pop")
+    tune.run_tune(cfg, root, False, False, stop, "auto", quiet())
+    stopped = [len(csv_without_wall_time(root / "pop", k)) for k in range(4)]
+    assert all(10 < n < 30 for n in stopped), stopped  # stopped in the second generation
+    with pytest.raises(FileExistsError, match="--resume"):
+        tune.run_tune(cfg, root, False, False, lambda: False, "auto", quiet())
+    folder = tune.run_tune(cfg, root, True, False, lambda: False, "auto", quiet())
+    for k in range(4):
+        assert csv_without_wall_time(folder, k) == csv_without_wall_time(whole, k)
+    assert lineage_rows(folder) == lineage_rows(whole)
+
+
+@pytest.mark.expensive
+def test_casi_tune_stopped_by_sigint_resumes_to_the_end(tmp_path: Path) -> None:
+    """PBT as the command runs it: SIGINT ends it at the members' last checkpoints (exit 130);
+    --resume (Ray Tune's restore) takes every member to the last iteration."""
+    import signal
+    import subprocess
+    import sys
+
+    from ..conftest import RUN_WAIT, wait_until
+
+    path = exp2(tmp_path, iterations=30)
+    casi = [sys.executable, "-m", "casi_orchestrator", "tune", str(path), "--out", "runs"]
+    log = open(tmp_path / "first.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(casi, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    folder = tmp_path / "runs" / "pop"
+    try:
+        copied = lambda: any(  # noqa: E731
+            "copy" in p.read_text() for p in folder.glob("trial-*/lineage.csv")
+        )
+        assert wait_until(copied, 3 * RUN_WAIT, proc), (tmp_path / "first.log").read_text()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(RUN_WAIT) == 130, (tmp_path / "first.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    behind = [len(csv_without_wall_time(folder, k)) for k in range(4)]
+    assert min(behind) < 30
+    again = subprocess.run(
+        [*casi, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=3 * RUN_WAIT
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [len(csv_without_wall_time(folder, k)) for k in range(4)] == [30] * 4
+    copies = [r for r in lineage_rows(folder) if r["event"] == "copy"]
+    assert len({r["iteration"] for r in copies}) >= 2
