@@ -564,7 +564,7 @@ def _unknown(loc: tuple[Any, ...], got: Any) -> str:
     if not known:
         return f"unknown {what} (check its spelling and section)"
     if len(loc) == 1:
-        tables = (*SECTIONS, "attrs", "incentives")
+        tables = (*SECTIONS, "attrs", "incentives", "tune")
         sections = [k for k in known if k in tables]
         plain = [k for k in known if k not in tables]
         names = sections if what == "section" else plain

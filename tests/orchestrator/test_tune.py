@@ -28,6 +28,7 @@ from casi_orchestrator.runner import run_experiment
 from rich.console import Console
 
 ROOT = Path(__file__).resolve().parents[2]
+SLOW = 1800  # s: a population of four on two busy cores (its fixture included)
 MUTATIONS = {
     "algorithm.lr": {"factors": [0.8, 1.25], "range": [1e-5, 1e-2]},
     "algorithm.entropy_coef": {"choices": [0.01, 0.02, 0.05, 0.1]},
@@ -231,6 +232,7 @@ def tune_checkpoints(folder: Path) -> list[tuple[int, dict[str, Any], Path]]:
 
 
 @pytest.mark.expensive
+@pytest.mark.timeout(SLOW)
 def test_pbt_of_four_copies_checkpoints_bit_for_bit(local_ray: None, tmp_path: Path) -> None:
     cfg = load_config(exp2(tmp_path, iterations=40))
     folder = tune.run_tune(cfg, tmp_path / "runs", False, False, lambda: False, "auto", quiet())
@@ -272,6 +274,7 @@ def tournament(local_ray: None, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 
 @pytest.mark.expensive
+@pytest.mark.timeout(SLOW)
 def test_a_tournament_keeps_its_elite_and_copies_winners(tournament: tuple[Path, Path]) -> None:
     _, folder = tournament
     rows = lineage_rows(folder)
@@ -311,6 +314,7 @@ class StopInSecondGeneration:
 
 
 @pytest.mark.expensive
+@pytest.mark.timeout(SLOW)
 def test_a_tournament_stopped_and_resumed_writes_what_an_uninterrupted_one_does(
     tournament: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -330,6 +334,7 @@ def test_a_tournament_stopped_and_resumed_writes_what_an_uninterrupted_one_does(
 
 
 @pytest.mark.expensive
+@pytest.mark.timeout(SLOW)
 def test_casi_tune_stopped_by_sigint_resumes_to_the_end(tmp_path: Path) -> None:
     """PBT as the command runs it: SIGINT ends it at the members' last checkpoints (exit 130);
     --resume (Ray Tune's restore) takes every member to the last iteration."""
@@ -363,3 +368,12 @@ def test_casi_tune_stopped_by_sigint_resumes_to_the_end(tmp_path: Path) -> None:
     assert [len(csv_without_wall_time(folder, k)) for k in range(4)] == [30] * 4
     copies = [r for r in lineage_rows(folder) if r["event"] == "copy"]
     assert len({r["iteration"] for r in copies}) >= 2
+
+
+def test_the_exp5_example_trains_exp5_as_it_is() -> None:
+    example = load_config(ROOT / "experiments" / "tune" / "exp5_pbt.toml")
+    assert example.tune is not None and example.tune.population == 4
+    assert (
+        example.fingerprint()
+        == load_config(ROOT / "experiments" / "exp5_big_honest.toml").fingerprint()
+    )
