@@ -232,29 +232,20 @@ class _FlatAdam:
 
 class _Batch(NamedTuple):
     """Train data on the device, one row per unit: an episode [B, T, ...] (recurrent) or an
-    acted step [N, ...]. ``floats`` holds SEQUENCE_FLOATS field-major, [5, B, T] or [5, N], so
-    that a slice of rows is contiguous in every field."""
+    acted step [N, ...]. ``floats`` holds SEQUENCE_FLOATS field-major, [5, B, T] or [5, N]: a
+    minibatch is three gathers (four with the action mask) and each of its fields a view."""
 
     obs: torch.Tensor
     actions: torch.Tensor
     floats: torch.Tensor
     allowed: torch.Tensor | None  # bool, as obs, [..., sum(heads)]: Sequences.action_mask
 
-    def rows(self, order: torch.Tensor | None) -> _Batch:
-        """The units in ``order`` (None: as they are), gathered once for a whole epoch."""
-        if order is None:
-            return self
-        pick = order.to(self.obs.device)
+    def rows(self, idx: torch.Tensor) -> _Batch:
+        """The units ``idx``: one gather per tensor, each field of the result contiguous."""
+        pick = idx.to(self.obs.device)
         allowed = None if self.allowed is None else self.allowed.index_select(0, pick)
         obs, actions = self.obs.index_select(0, pick), self.actions.index_select(0, pick)
         return _Batch(obs, actions, self.floats.index_select(1, pick), allowed)
-
-    def slice(self, start: int, stop: int) -> _Batch:
-        """Units ``start`` to ``stop``: views, no copies."""
-        allowed = None if self.allowed is None else self.allowed[start:stop]
-        return _Batch(
-            self.obs[start:stop], self.actions[start:stop], self.floats[:, start:stop], allowed
-        )
 
     def field(self, name: str) -> torch.Tensor:
         """One of SEQUENCE_FLOATS, flat over the steps of these units."""
@@ -478,12 +469,11 @@ class TorchNet:
         grad_norm = 0.0
         for _ in range(passes):
             order = rng.permutation(units) if ppo else np.arange(units)
-            epoch = data.rows(torch.from_numpy(order) if ppo else None)
-            chunks = np.array_split(order, max(1, min(splits, units)))
-            for idx, end in zip(chunks, np.cumsum([len(c) for c in chunks]), strict=True):
+            for idx in np.array_split(order, max(1, min(splits, units))):
                 if weights[idx].sum() == 0:
                     continue
-                loss, parts = self._loss(epoch.slice(int(end) - len(idx), int(end)))
+                rows = data.rows(torch.from_numpy(idx)) if ppo else data  # (all units in order)
+                loss, parts = self._loss(rows)
                 grad_norm = self._apply(loss)
                 stats.append(torch.stack([parts[k] for k in LOSS_FIELDS[:-1]]))
         totals = {k: 0.0 for k in LOSS_FIELDS[:-1]}
