@@ -84,6 +84,10 @@ class NetServicer:
     def Init(self, request, context):
         """Builds a fresh model and optimizer. May be called again at any time; the
         state then starts over (version 0, no recurrent state).
+        The same NetCfg (its seed included) gives bit-identical parameters. A
+        server whose model cannot follow a field (e.g. a linear model and
+        hidden_sizes) says so in InitReply.implementation; one that cannot honour
+        recurrent refuses it (INVALID_ARGUMENT naming NetCfg.recurrent).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +106,7 @@ class NetServicer:
         """One forward pass: action preferences and state values. A recurrent model
         needs InitHidden first, takes exactly its batch of rows and advances its
         hidden state by one step.
+        Feed-forward: the same observations and parameters give the same bits.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -140,14 +145,18 @@ class NetServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetParams(self, request, context):
-        """The model's and the optimizer's state.
+        """The model's and the optimizer's complete state: after SetParams of it the
+        server answers Predict and Train bit for bit as it did when it was read
+        (keep the parameters in the dtype sent here, e.g. float32, not wider).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetParams(self, request, context):
-        """Loads a state; validated in full before anything changes.
+        """Loads a state; validated in full before anything changes (key set, every
+        dtype and shape, byte lengths, finite values: INVALID_ARGUMENT naming the
+        first bad key), then swapped in at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
