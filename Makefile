@@ -72,7 +72,7 @@ experiments: $(STAMP) ## run every experiment in experiments/ (3 trials each; ru
 	$(VENV)/bin/casi summary $(patsubst experiments/%.toml,runs/%,$(wildcard experiments/exp*.toml))
 
 bench: $(STAMP) ## run the benchmarks in bench/ (never part of the tests)
-	for b in sim link profile_iteration start learn scale; do $(PY) bench/$$b.py || exit $$?; done
+	for b in sim link train profile_iteration start learn scale; do $(PY) bench/$$b.py || exit $$?; done
 
 fuzz: $(STAMP) ## the property-based fuzz suites with a long budget (CASI_FUZZ_EXAMPLES, 2000 each)
 	CASI_FUZZ_EXAMPLES=$${CASI_FUZZ_EXAMPLES:-2000} $(PY) -m pytest -q tests/proto/test_fuzz_wire.py tests/orchestrator/test_fuzz_loaders.py $(ARGS)
