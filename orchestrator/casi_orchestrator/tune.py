@@ -342,25 +342,26 @@ def run_pbt(
     trainable = tune.with_resources(
         tune.with_parameters(pbt_member, setup=setup), {"cpu": cfg.learners.trial_cpus}
     )
-    path = folder.resolve() / TUNE_DIR
-    if resume and tune.Tuner.can_restore(str(path)):
-        tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True)
-    else:
-        stopper: Any = type("StopAll", (_StopAll, Stopper), {})()
-        space = {"member": tune.grid_search(list(range(tune_cfg.population)))}
-        space.update(initial_values(cfg))
-        tuner = tune.Tuner(
-            trainable,
-            param_space=space,
-            tune_config=tune.TuneConfig(scheduler=pbt, reuse_actors=False),
-            run_config=tune.RunConfig(
-                name=TUNE_DIR,
-                storage_path=str(folder.resolve()),
-                stop=stopper,
-                verbose=0,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-            ),  # fmt: skip
-        )
+    # --resume starts Tune afresh: each member goes on from its own CASI checkpoint, with the
+    # values it has there (Ray Tune's Tuner.restore left synchronous PBT's paused trials
+    # waiting here)
+    start = _start_values(cfg, folder, resume)
+    stopper: Any = type("StopAll", (_StopAll, Stopper), {})()
+    space: dict[str, Any] = {"member": tune.grid_search(list(range(tune_cfg.population)))}
+    for key in tune_cfg.mutations:
+        space[key] = tune.sample_from(_value_of(start, key))
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(scheduler=pbt, reuse_actors=False),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR,
+            storage_path=str(folder.resolve()),
+            stop=stopper,
+            verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        ),  # fmt: skip
+    )
     done = threading.Event()
     threading.Thread(target=_forward_stop, args=(stop, done), daemon=True).start()
     try:
@@ -368,8 +369,33 @@ def run_pbt(
     finally:
         done.set()
     errors = [results[i].error for i in range(len(results)) if results[i].error is not None]
-    if errors:
+    if errors and not interrupted(cfg, folder):  # members stopped by SIGINT may end in errors
         raise ResumeError(f"casi tune: {len(errors)} member(s) failed: {errors[0]}")
+
+
+def _value_of(start: list[dict[str, Any]], key: str) -> Callable[[Any], Any]:
+    """For ``tune.sample_from``: member ``spec.config["member"]``'s start value of ``key``."""
+
+    def value(spec: Any) -> Any:
+        return start[spec.config["member"]][key]
+
+    return value
+
+
+def _start_values(cfg: RunConfig, folder: Path, resume: bool) -> list[dict[str, Any]]:
+    """Every member's values of the mutated keys: the config's, or on resume those of its
+    checkpoint."""
+    values = []
+    for k in range(_tune(cfg).population):
+        mine = initial_values(cfg)
+        path = find_checkpoint(member_dir(folder, k) / "checkpoint") if resume else None
+        if path is not None:
+            saved = read_checkpoint(path)[1].get("config") or {}
+            for key in mine:
+                section, name = key.split(".")
+                mine[key] = saved.get(section, {}).get(name, mine[key])
+        values.append(mine)
+    return values
 
 
 def _connect(cfg: RunConfig, address: str) -> None:
