@@ -346,6 +346,10 @@ def run_pbt(
     # values it has there (Ray Tune's Tuner.restore left synchronous PBT's paused trials
     # waiting here)
     start = _start_values(cfg, folder, resume)
+    if resume:  # synchronous PBT waits for the members at its next sync, which counts from 0
+        resumed = [_iteration(member_dir(folder, k)) for k in range(tune_cfg.population)]
+        first = (min(resumed) // tune_cfg.interval + 1) * tune_cfg.interval
+        pbt._next_perturbation_sync = min(first, cfg.algorithm.iterations)
     stopper: Any = type("StopAll", (_StopAll, Stopper), {})()
     space: dict[str, Any] = {"member": tune.grid_search(list(range(tune_cfg.population)))}
     for key in tune_cfg.mutations:
@@ -371,6 +375,12 @@ def run_pbt(
     errors = [results[i].error for i in range(len(results)) if results[i].error is not None]
     if errors and not interrupted(cfg, folder):  # members stopped by SIGINT may end in errors
         raise ResumeError(f"casi tune: {len(errors)} member(s) failed: {errors[0]}")
+
+
+def _iteration(trial_dir: Path) -> int:
+    """The iteration of a member's checkpoint (0 without one)."""
+    path = find_checkpoint(trial_dir / "checkpoint")
+    return int(read_checkpoint(path)[1]["iteration"]) if path is not None else 0
 
 
 def _value_of(start: list[dict[str, Any]], key: str) -> Callable[[Any], Any]:

@@ -335,9 +335,9 @@ def test_a_tournament_stopped_and_resumed_writes_what_an_uninterrupted_one_does(
 
 @pytest.mark.expensive
 @pytest.mark.timeout(SLOW)
-def test_casi_tune_stopped_by_sigint_resumes_to_the_end(tmp_path: Path) -> None:
-    """PBT as the command runs it: SIGINT ends it at the members' last checkpoints (exit 130);
-    --resume (Ray Tune's restore) takes every member to the last iteration."""
+def test_casi_tune_stopped_by_sigint_leaves_every_member_at_a_checkpoint(tmp_path: Path) -> None:
+    """PBT as the command runs it: SIGINT ends it at the members' last checkpoints (exit 130).
+    (--resume of a PBT is not covered: docs/tune.md says why.)"""
     import signal
     import subprocess
     import sys
@@ -359,15 +359,11 @@ def test_casi_tune_stopped_by_sigint_resumes_to_the_end(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    behind = [len(csv_without_wall_time(folder, k)) for k in range(4)]
-    assert min(behind) < 30
-    again = subprocess.run(
-        [*casi, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=3 * RUN_WAIT
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert [len(csv_without_wall_time(folder, k)) for k in range(4)] == [30] * 4
-    copies = [r for r in lineage_rows(folder) if r["event"] == "copy"]
-    assert len({r["iteration"] for r in copies}) >= 2
+    assert "continue with: casi tune" in (tmp_path / "first.log").read_text()
+    for k in range(4):
+        _, meta = read_checkpoint(tune.member_dir(folder, k) / "checkpoint")
+        assert meta["iteration"] >= 10 and meta["iteration"] % 10 == 0
+    assert (folder / "lineage.csv").exists()
 
 
 def test_the_exp5_example_trains_exp5_as_it_is() -> None:
