@@ -146,7 +146,6 @@ class AlgorithmCfg(Section):
             data.pop("factored_main", None)
         return data
 
-
     @field_validator("hidden_sizes")
     @classmethod
     def _positive_widths(cls, v: list[int]) -> list[int]:
