@@ -382,7 +382,8 @@ class TuneCfg(Section):
     @field_validator("mutations", mode="before")
     @classmethod
     def _mutable(cls, v: Any) -> Any:
-        """Keys of :data:`MUTABLE_KEYS` only."""
+        """Keys of algorithm (gamma, lam, batch, lr, eps, momentum, epochs, minibatches, clip,
+        value_coef, entropy_coef, max_grad_norm, reward_scale) or bonus (beta, decay_iterations)."""
         allowed = [f"{s}.{k}" for s, keys in MUTABLE_KEYS.items() for k in keys]
         bad = sorted(set(v) - set(allowed)) if isinstance(v, dict) else []
         if bad:

@@ -182,7 +182,7 @@ def render() -> str:
     top = c.RunConfig
     lines = [INTRO]
     lines += ["## Top level", "", _words(top.__doc__), ""]
-    lines += _rows(top, "", skip=(*c.GAME_KEYS, *c.SECTIONS)) + [""]
+    lines += _rows(top, "", skip=(*c.GAME_KEYS, *c.SECTIONS, "tune")) + [""]
     more = 'An entry of `agents` is a kind (`"honest"`) or a table of these keys.'
     lines += _section("Agent tables (`agents = [{...}]`)", c.AgentSpec, "agents.", more)
     lines += _section("Game keys (top level)", GameConfig, "", skip=("agents",))
@@ -192,6 +192,8 @@ def render() -> str:
         model = top.model_fields[name].annotation
         assert isinstance(model, type) and issubclass(model, BaseModel)
         lines += _section(f"`[{name}]`", model, f"{name}.")
+    lines += _section("`[tune]`", c.TuneCfg, "tune.", "See docs/tune.md.")
+    lines += _section("A mutation (`[tune.mutations]`)", c.MutationCfg, 'tune.mutations."<key>".')
     text = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", text).rstrip() + "\n"
 

@@ -73,3 +73,14 @@ def test_the_command_line_options_named_exist() -> None:
     for key, flag in FLAGS.items():
         assert flag.split()[0] in proc.stdout, key
         assert f"Command line: `{flag}`." in render()
+
+
+def test_the_tune_docstring_names_every_mutable_key() -> None:
+    from casi_orchestrator.config import MUTABLE_KEYS, TuneCfg
+
+    validator = TuneCfg.__pydantic_decorators__.field_validators["_mutable"]
+    doc = " ".join((validator.func.__doc__ or "").split())
+    for section, keys in MUTABLE_KEYS.items():
+        assert section in doc
+        for key in keys:
+            assert key in doc, key
