@@ -92,18 +92,7 @@ class BatchSim:
         main, intentions = as_actions(
             main, intentions, acting, self.n_main_actions, self.n_intentions
         )
-        b, na = self.batch, self.n_agents
-        reward = np.empty((b, na), np.float32)
-        done = np.empty((b, na), np.bool_)
-        info = {
-            "asked": np.empty((b, na), np.int32),
-            "asked_self": np.empty((b, na), np.int32),
-            "answers": np.empty((b, na, N_INTENTIONS), np.int32),
-            "unnecessary": np.empty((b, na), np.int32),
-            "guesses": np.empty((b, na, N_GUESS_OUTCOMES), np.int32),
-            "won": np.empty((b, na), np.bool_),
-            "own_reward": np.empty((b, na), np.float32),
-        }
+        reward, done, info = _outputs(self.batch, self.n_agents)
         # plain tuples (a kernel.Actions and a kernel.Outputs): building the named ones would
         # cost a tenth of a step at B = 1
         out = (reward, done, *(info[k] for k in INFO_KEYS))
@@ -132,18 +121,7 @@ class BatchSim:
         main, intentions = as_actions(
             main, intentions, acting, self.n_main_actions, self.n_intentions
         )
-        b, na = stop - start, self.n_agents
-        reward = np.empty((b, na), np.float32)
-        done = np.empty((b, na), np.bool_)
-        info = {
-            "asked": np.empty((b, na), np.int32),
-            "asked_self": np.empty((b, na), np.int32),
-            "answers": np.empty((b, na, N_INTENTIONS), np.int32),
-            "unnecessary": np.empty((b, na), np.int32),
-            "guesses": np.empty((b, na, N_GUESS_OUTCOMES), np.int32),
-            "won": np.empty((b, na), np.bool_),
-            "own_reward": np.empty((b, na), np.float32),
-        }
+        reward, done, info = _outputs(stop - start, self.n_agents)
         obs = self._obs[start:stop]
         out = (reward, done, *(info[k] for k in INFO_KEYS))
         kernel.step_kernel(*state, obs, (main, intentions), out)
@@ -198,6 +176,20 @@ def _rows_of(
     game, worlds, progress, channels, scratch = state
     part = [tuple(a[start:stop] for a in x) for x in (worlds, progress, channels)]  # type: ignore[index]
     return (game, *part, scratch)
+
+
+def _outputs(b: int, na: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Empty reward [b, na], done [b, na] and info arrays for one step of ``b`` episodes."""
+    info = {
+        "asked": np.empty((b, na), np.int32),
+        "asked_self": np.empty((b, na), np.int32),
+        "answers": np.empty((b, na, N_INTENTIONS), np.int32),
+        "unnecessary": np.empty((b, na), np.int32),
+        "guesses": np.empty((b, na, N_GUESS_OUTCOMES), np.int32),
+        "won": np.empty((b, na), np.bool_),
+        "own_reward": np.empty((b, na), np.float32),
+    }
+    return np.empty((b, na), np.float32), np.empty((b, na), np.bool_), info
 
 
 def _allocate(
