@@ -23,8 +23,8 @@ Run: ``.venv/bin/python bench/train.py [--base REV] [--head REV] [--rounds R] [-
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import pickle
 import subprocess
 import sys
 import tempfile
@@ -73,8 +73,39 @@ def unpack(rev: str, folder: Path) -> Path:
     return folder / "learner"
 
 
+def save_batches(path: Path, captured: dict[str, Any]) -> None:
+    """The NetCfg and the Train batches in one .npz file (no pickles)."""
+    batches = captured["batches"]
+    arrays = {"cfg": np.frombuffer(captured["cfg"], np.uint8), "count": np.array(len(batches))}
+    for i, batch in enumerate(batches):
+        arrays |= {f"{i}|{k}": v for k, v in batch._asdict().items() if v is not None}
+    np.savez(path, **arrays)
+
+
+def load_batches(path: Path) -> tuple[bytes, list[Any]]:
+    from casi_proto.api import Sequences
+
+    with np.load(path, allow_pickle=False) as z:
+        batches = [
+            Sequences(**{k: z[f"{i}|{k}"] for k in Sequences._fields if f"{i}|{k}" in z.files})
+            for i in range(int(z["count"]))
+        ]
+        return z["cfg"].tobytes(), batches
+
+
+def load_state(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A worker's parameters and optimizer state, as written by its ``state`` request."""
+    with np.load(path, allow_pickle=False) as z:
+        parts: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
+        for name in z.files:
+            part, key = name.split("|", 1)
+            parts[part == "o"][key] = z[name]
+        return parts
+
+
 class Worker:
-    """A process holding one TorchNet; requests and answers are pickles over its pipes."""
+    """A process holding one TorchNet; requests and answers are JSON lines over its pipes,
+    arrays go through .npz files."""
 
     def __init__(self, label: str, learner_path: Path | None, threads: int) -> None:
         self.label = label
@@ -93,9 +124,9 @@ class Worker:
 
     def call(self, *request: Any) -> Any:
         assert self.process.stdin is not None and self.process.stdout is not None
-        pickle.dump(request, self.process.stdin)
+        self.process.stdin.write(json.dumps(request).encode() + b"\n")
         self.process.stdin.flush()
-        status, value = pickle.load(self.process.stdout)
+        status, value = json.loads(self.process.stdout.readline())
         if status == "error":
             raise SystemExit(f"{self.label} worker failed:\n{value}")
         return value
@@ -118,17 +149,16 @@ def serve(threads: int) -> None:
     losses: list[dict[str, float]] = []
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     while True:
-        request = pickle.load(inp)
+        request = json.loads(inp.readline())
         try:
             value: Any = None
             if request[0] == "where":
                 value = torch_net.__file__
             elif request[0] == "init":
-                data = pickle.loads(Path(request[1]).read_bytes())
+                cfg_bytes, batches = load_batches(Path(request[1]))
                 cfg = net_pb2.NetCfg()
-                cfg.ParseFromString(data["cfg"])
+                cfg.ParseFromString(cfg_bytes)
                 net.init(cfg)
-                batches = data["batches"]
             elif request[0] == "train":  # steps first..first+n-1, batches in rotation
                 first, n = request[1], request[2]
                 value = []
@@ -137,13 +167,15 @@ def serve(threads: int) -> None:
                     t0, c0 = time.perf_counter(), time.thread_time()
                     losses.append(net.train(step, batch))
                     value.append((time.perf_counter() - t0, time.thread_time() - c0))
-            elif request[0] == "state":
+            elif request[0] == "state":  # the arrays to the file named, the rest in the answer
                 params = net.get_params()
-                value = (params.tensors, params.optimizer, params.version, losses)
+                arrays = {f"t|{k}": v for k, v in params.tensors.items()}
+                np.savez(request[1], **arrays, **{f"o|{k}": v for k, v in params.optimizer.items()})
+                value = (params.version, losses)
             answer: tuple[str, Any] = ("ok", value)
         except Exception:
             answer = ("error", traceback.format_exc())
-        pickle.dump(answer, out)
+        out.write(json.dumps(answer).encode() + b"\n")
         out.flush()
         if request[0] == "close":
             return
@@ -187,16 +219,16 @@ def main() -> None:
         serve(args.worker)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "batches.pkl"
+        data = Path(tmp) / "batches.npz"
         captured = capture(args.capture, Path(tmp) / "capture")
-        data.write_bytes(pickle.dumps(captured))
+        save_batches(data, captured)
         head = None if args.head is None else unpack(args.head, Path(tmp) / "head")
         sides = [
             Worker("base", unpack(args.base, Path(tmp) / "base"), args.threads),
             Worker("head", head, args.threads),
         ]
         try:
-            report = run(sides, data, args)
+            report = run(sides, data, args, Path(tmp))
         finally:
             for w in sides:
                 w.close()
@@ -218,7 +250,7 @@ def main() -> None:
     )
 
 
-def run(sides: list[Worker], data: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run(sides: list[Worker], data: Path, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     for w in sides:
         w.call("init", str(data))
         w.call("train", 1, args.warmup)
@@ -234,7 +266,11 @@ def run(sides: list[Worker], data: Path, args: argparse.Namespace) -> dict[str, 
             head, base = ([t[i] for t in block[s]] for s in ("head", "base"))
             ratios[kind].append(median(head) / median(base))
         step += args.block
-    states = [w.call("state") for w in sides]
+    states = []
+    for w in sides:
+        path = tmp / f"state-{w.label}.npz"
+        version, losses = w.call("state", str(path))
+        states.append((*load_state(path), version, losses))
     return {
         "modules": {w.label: w.module for w in sides},
         "ms": {label: 1000 * median([t[0] for t in ts]) for label, ts in times.items()},
