@@ -49,14 +49,18 @@ def make_test_ca(out: Path) -> Path:
     return out
 
 
-class LearnerProcess:
-    """A ``casi-learner`` subprocess; ``address`` is what its ready line says."""
+class ServerProcess:
+    """A server subprocess that prints a ready line with its address (``ready``'s group 1)
+    on stdout; ``address`` is that address."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, command: list[str], label: str, ready: re.Pattern[str], args: tuple[str, ...],
+        env: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         self.args = args
         self.err = ""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "casi_learner", "--threads", "1", *args],
+            [*command, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -64,12 +68,12 @@ class LearnerProcess:
             env={**{k: v for k, v in os.environ.items() if k != "CASI_TOKEN"}, **(env or {})},
         )
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], START_WAIT)
-        self.line = line = self.proc.stdout.readline() if ready else ""
-        match = READY.match(line)
+        ready_now, _, _ = select.select([self.proc.stdout], [], [], START_WAIT)
+        self.line = line = self.proc.stdout.readline() if ready_now else ""
+        match = ready.match(line)
         if match is None:
             self.kill()
-            raise AssertionError(f"casi-learner {args}: no ready line ({line!r}): {self.err}")
+            raise AssertionError(f"{label} {args}: no ready line ({line!r}): {self.err}")
         self.address = match.group(1)
 
     @property
@@ -85,6 +89,14 @@ class LearnerProcess:
         return self.proc.returncode
 
 
+class LearnerProcess(ServerProcess):
+    """A ``casi-learner`` subprocess; ``address`` is what its ready line says."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        command = [sys.executable, "-m", "casi_learner", "--threads", "1"]
+        super().__init__(command, "casi-learner", READY, args, env)
+
+
 @pytest.fixture
 def learners() -> Iterator[Callable[..., LearnerProcess]]:
     """Starts casi-learner processes; every one still running is killed at the end."""
@@ -97,3 +109,17 @@ def learners() -> Iterator[Callable[..., LearnerProcess]]:
     yield start
     for learner in started:
         learner.kill()
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A local Ray of 2 CPUs on loopback only, for one test module (skipped without Ray)."""
+    ray = pytest.importorskip("ray")
+    from casi_orchestrator import ray_learners
+
+    before = os.environ.get(ray_learners.CLUSTERS_SWITCH)
+    ray_learners.start_local(num_cpus=2)
+    yield
+    ray.shutdown()
+    if before is None:
+        os.environ.pop(ray_learners.CLUSTERS_SWITCH, None)

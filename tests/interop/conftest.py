@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import shutil
-import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from ..conftest import ROOT, START_WAIT
+from ..conftest import ROOT, ServerProcess
 
 NODE_DIR = ROOT / "interop" / "node"
 MAIN = NODE_DIR / "dist" / "main.js"
@@ -74,35 +72,11 @@ def node_net_built() -> Path:
     return MAIN
 
 
-class NodeNet:
+class NodeNet(ServerProcess):
     """A ``casi-node-net`` process; ``address`` is what its ready line says."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.args = args
-        self.err = ""
-        self.proc = subprocess.Popen(
-            ["node", str(MAIN), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env={**{k: v for k, v in os.environ.items() if k != "CASI_TOKEN"}, **(env or {})},
-        )
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], START_WAIT)
-        line = self.proc.stdout.readline() if ready else ""
-        match = READY.match(line)
-        if match is None:
-            self.kill()
-            raise AssertionError(f"casi-node-net {args}: no ready line ({line!r}): {self.err}")
-        self.address = match.group(1)
-
-    def kill(self, sig: int = signal.SIGKILL) -> int:
-        """Sends ``sig``; returns the exit status once the process is gone."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        _, self.err = self.proc.communicate(timeout=30)
-        return self.proc.returncode
+        super().__init__(["node", str(MAIN)], "casi-node-net", READY, args, env)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,18 +62,6 @@ def events(root: Path, trial: int) -> list[dict[str, object]]:
 
 def quiet() -> Console:
     return Console(file=io.StringIO(), width=200)
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    from casi_orchestrator import ray_learners
-
-    before = os.environ.get(ray_learners.CLUSTERS_SWITCH)
-    ray_learners.start_local(num_cpus=2)
-    yield
-    ray.shutdown()
-    if before is None:
-        os.environ.pop(ray_learners.CLUSTERS_SWITCH, None)
 
 
 @pytest.fixture(scope="module")

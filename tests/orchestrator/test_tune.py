@@ -10,10 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import random
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -201,19 +199,6 @@ def test_copying_refuses_a_change_beyond_the_tuned_keys(
 
 
 # ---------------------------------------------------------------- on a local Ray
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    from casi_orchestrator import ray_learners
-
-    before = os.environ.get(ray_learners.CLUSTERS_SWITCH)
-    ray_learners.start_local(num_cpus=2)
-    yield
-    ray.shutdown()
-    if before is None:
-        os.environ.pop(ray_learners.CLUSTERS_SWITCH, None)
 
 
 def values_of(meta: dict[str, Any]) -> dict[str, float]:
