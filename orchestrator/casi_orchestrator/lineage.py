@@ -53,6 +53,20 @@ def has(folder: Path, k: int, iteration: int, source: int) -> bool:
     )
 
 
+def started(folder: Path, k: int) -> bool:
+    """True if member ``k`` has recorded its start."""
+    return any(r["event"] == "start" for r in _read(_member_file(folder, k)))
+
+
+def copied_at(folder: Path, iteration: int) -> bool:
+    """True if a member has recorded continuing from another's checkpoint at ``iteration``."""
+    return any(
+        int(r["iteration"]) == iteration and r["event"] == "copy"
+        for path in folder.glob(f"trial-*/{CSV}")
+        for r in _read(path)
+    )
+
+
 def clear(folder: Path) -> None:
     """Removes the run's and the members' lineage files (a fresh start)."""
     for path in [folder / CSV, *folder.glob(f"trial-*/{CSV}")]:

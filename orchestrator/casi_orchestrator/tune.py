@@ -212,6 +212,7 @@ class Setup:
     folder: str
     cwd: str
     env: dict[str, str] = field(default_factory=dict)
+    synced: int = 0  # the iteration of the population's last perturbation (see _last_sync)
 
     def base(self) -> RunConfig:
         return validate_config(self.data, str(self.data["name"]))
@@ -239,16 +240,6 @@ def pbt_member(config: dict[str, Any], setup: Setup) -> None:
     cfg = member_config(base, values)
     folder = Path(setup.folder)
     own = member_dir(folder, k) / "checkpoint"
-    given = tune.get_checkpoint()
-    resume = False
-    if given is not None:
-        with given.as_directory() as d:
-            _take(Path(d), own, cfg, k, folder, values, metric)
-        resume = True
-    elif find_checkpoint(own) is not None:
-        resume = True
-    else:
-        lineage.append(folder, k, {"iteration": 0, "event": "start", "source": k}, values)
 
     def report(it: int, path: Path) -> None:
         _, meta = read_checkpoint(path)
@@ -258,7 +249,24 @@ def pbt_member(config: dict[str, Any], setup: Setup) -> None:
         result["reached"] = target is not None and score(meta["last_eval"], "win_rate") >= target
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(path)))
 
+    given = tune.get_checkpoint()
+    if given is not None:
+        with given.as_directory() as d:
+            _take(Path(d), own, cfg, k, folder, values, metric)
+    elif find_checkpoint(own) is None:
+        if not lineage.started(folder, k):
+            lineage.append(folder, k, {"iteration": 0, "event": "start", "source": k}, values)
+    elif _waits(setup, cfg, own.parent):
+        report(_iteration(own.parent), own)
+    resume = find_checkpoint(own) is not None
     run_member(cfg, k, folder, resume, lambda: False, Console(stderr=True), report)
+
+
+def _waits(setup: Setup, cfg: RunConfig, trial_dir: Path) -> bool:
+    """True if the member (in a new Tune run, on ``--resume``) is at the next sync: it waited
+    there for the others when the run stopped, and waits again (it reports there at once)."""
+    it = _iteration(trial_dir)
+    return setup.synced + _tune(cfg).interval <= it < cfg.algorithm.iterations
 
 
 def _take(
@@ -322,34 +330,25 @@ def run_pbt(
     tune_cfg = _tune(cfg)
     _connect(cfg, address)
     from ray import tune
-    from ray.tune.schedulers import PopulationBasedTraining
     from ray.tune.stopper import Stopper
 
-    rng = random.Random(tune_cfg.seed)
+    synced = _last_sync(cfg, folder) if resume else 0
+    rng = random.Random(tune_cfg.seed if not synced else f"{tune_cfg.seed}-{synced}")
 
     def explore(config: dict[str, Any]) -> dict[str, Any]:
         values = mutate({key: config[key] for key in tune_cfg.mutations}, tune_cfg, rng)
         return {**config, **values}
 
-    pbt = PopulationBasedTraining(
-        time_attr="iteration", metric=SCORE, mode="max",
-        perturbation_interval=tune_cfg.interval, quantile_fraction=tune_cfg.quantile,
-        custom_explore_fn=explore, synch=True,
-    )  # fmt: skip
+    pbt = _scheduler(tune_cfg, explore, synced)
     token = os.environ.get(cfg.learners.token_env)
     env = {cfg.learners.token_env: token} if token else {}
-    setup = Setup(cfg.resolved(), str(folder.resolve()), os.getcwd(), env)
+    setup = Setup(cfg.resolved(), str(folder.resolve()), os.getcwd(), env, synced)
     trainable = tune.with_resources(
         tune.with_parameters(pbt_member, setup=setup), {"cpu": cfg.learners.trial_cpus}
     )
     # --resume starts Tune afresh: each member goes on from its own CASI checkpoint, with the
-    # values it has there (Ray Tune's Tuner.restore left synchronous PBT's paused trials
-    # waiting here)
+    # values it has there, and PBT's clock at the population's last perturbation
     start = _start_values(cfg, folder, resume)
-    if resume:  # synchronous PBT waits for the members at its next sync, which counts from 0
-        resumed = [_iteration(member_dir(folder, k)) for k in range(tune_cfg.population)]
-        first = (min(resumed) // tune_cfg.interval + 1) * tune_cfg.interval
-        pbt._next_perturbation_sync = min(first, cfg.algorithm.iterations)
     stopper: Any = type("StopAll", (_StopAll, Stopper), {})()
     space: dict[str, Any] = {"member": tune.grid_search(list(range(tune_cfg.population)))}
     for key in tune_cfg.mutations:
@@ -375,6 +374,44 @@ def run_pbt(
     errors = [results[i].error for i in range(len(results)) if results[i].error is not None]
     if errors and not interrupted(cfg, folder):  # members stopped by SIGINT may end in errors
         raise ResumeError(f"casi tune: {len(errors)} member(s) failed: {errors[0]}")
+
+
+def _scheduler(tune_cfg: TuneCfg, explore: Callable[[dict[str, Any]], dict[str, Any]],
+               synced: int) -> Any:  # fmt: skip
+    """Ray Tune's synchronous PBT with its clock at iteration ``synced``.
+
+    A new Tune run counts from 0: a member resumed at iteration 20 would count its first
+    report as an interval reached, and PBT's next sync would lie behind the members that are
+    ahead, which then stay paused for ever (ray-project/ray#48616 is the same in
+    ``Tuner.restore``). Here every member's last perturbation is ``synced`` and the next sync
+    one interval later, as in the run that was stopped.
+    """
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    class ResumedPBT(PopulationBasedTraining):  # type: ignore[misc]
+        def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+            super().on_trial_add(tune_controller, trial)
+            self._trial_state[trial].last_perturbation_time = synced
+
+    pbt = ResumedPBT(
+        time_attr="iteration", metric=SCORE, mode="max",
+        perturbation_interval=tune_cfg.interval, quantile_fraction=tune_cfg.quantile,
+        custom_explore_fn=explore, synch=True,
+    )  # fmt: skip
+    pbt._next_perturbation_sync = synced + tune_cfg.interval
+    return pbt
+
+
+def _last_sync(cfg: RunConfig, folder: Path) -> int:
+    """The iteration of a stopped population's last perturbation. Members wait for each other
+    at every multiple of the interval: the furthest one's last multiple, if a member copied
+    there or one went past it; else the multiple before (the members there waited)."""
+    interval = _tune(cfg).interval
+    furthest = max(_iteration(member_dir(folder, k)) for k in range(_tune(cfg).population))
+    sync = furthest // interval * interval
+    if sync == 0 or furthest > sync or lineage.copied_at(folder, sync):
+        return sync
+    return sync - interval
 
 
 def _iteration(trial_dir: Path) -> int:

@@ -27,6 +27,7 @@ from rich.console import Console
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW = 1800  # s: a population of four on two busy cores (its fixture included)
+RESUME_WAIT = 900  # s: a population of two, 10 iterations, then 20 more after the resume
 MUTATIONS = {
     "algorithm.lr": {"factors": [0.8, 1.25], "range": [1e-5, 1e-2]},
     "algorithm.entropy_coef": {"choices": [0.01, 0.02, 0.05, 0.1]},
@@ -321,8 +322,7 @@ def test_a_tournament_stopped_and_resumed_writes_what_an_uninterrupted_one_does(
 @pytest.mark.expensive
 @pytest.mark.timeout(SLOW)
 def test_casi_tune_stopped_by_sigint_leaves_every_member_at_a_checkpoint(tmp_path: Path) -> None:
-    """PBT as the command runs it: SIGINT ends it at the members' last checkpoints (exit 130).
-    (--resume of a PBT is not covered: docs/tune.md says why.)"""
+    """PBT as the command runs it: SIGINT ends it at the members' last checkpoints (exit 130)."""
     import signal
     import subprocess
     import sys
@@ -349,6 +349,35 @@ def test_casi_tune_stopped_by_sigint_leaves_every_member_at_a_checkpoint(tmp_pat
         _, meta = read_checkpoint(tune.member_dir(folder, k) / "checkpoint")
         assert meta["iteration"] >= 10 and meta["iteration"] % 10 == 0
     assert (folder / "lineage.csv").exists()
+
+
+@pytest.mark.expensive
+@pytest.mark.timeout(RESUME_WAIT)  # it used to wait for ever with both members paused
+def test_a_pbt_stopped_between_two_syncs_resumes_ends_and_goes_on_perturbing(
+    local_ray: None, tmp_path: Path
+) -> None:
+    """What a Ctrl-C between two syncs leaves: member 0 at the sync at 20 (waiting), member 1
+    still at 10. ``casi tune --resume --iterations 30`` ends with exit 0, perturbs at 20 and
+    30 as an uninterrupted run would, and writes the lineage and best config."""
+    from casi_orchestrator.cli import main
+
+    path = exp2(tmp_path, iterations=10, population=2)
+    cfg = load_config(path)
+    folder = tune.run_tune(cfg, tmp_path / "runs", False, False, lambda: False, "auto", quiet())
+    ahead = tune.member_config(cfg, tune._start_values(cfg, folder, True)[0], 20)
+    assert tune.run_member(ahead, 0, folder, True, lambda: False, quiet()).iteration == 20
+    before = lineage_rows(folder)
+    args = ["tune", str(path), "--resume", "--iterations", "30", "--out", str(tmp_path / "runs")]
+    assert main(args) == 0
+    rows = lineage_rows(folder)
+    assert rows[: len(before)] == before
+    assert {int(r["iteration"]) for r in rows[len(before) :] if r["event"] == "copy"} == {20, 30}
+    for k in range(2):
+        _, meta = read_checkpoint(tune.member_dir(folder, k) / "checkpoint")
+        assert meta["iteration"] == 30 and meta["finished"]
+        assert len(csv_without_wall_time(folder, k)) == 30
+    assert load_config(folder / "best_config.toml").tune is None
+    assert (folder / "lineage.png").stat().st_size > 0
 
 
 def test_the_exp5_example_trains_exp5_as_it_is() -> None:
