@@ -311,6 +311,68 @@ class LearnersCfg(Section):
         return self
 
 
+STAGE_GAME_KEYS = ("max_steps", "init", "end_on_first_win", "attrs", "incentives")
+"""The game keys a curriculum stage may set (``attrs.count`` and ``attrs.values`` only to the
+config's own values: the observation and the action heads keep their sizes)."""
+
+
+class StageCfg(Section):
+    """One stage of ``[curriculum]``: game keys laid over the config's game (``attrs`` and
+    ``incentives`` key by key), and when the stage ends (``until_win_rate``, ``iterations``,
+    or both: the first that happens)."""
+
+    max_steps: int | None = None
+    """Steps per episode in this stage."""
+    init: Literal["fixed", "random"] | None = None
+    """``fixed`` or ``random`` world per episode in this stage."""
+    end_on_first_win: bool | None = None
+    """End the episode for everyone at the first win, in this stage."""
+    attrs: dict[str, Any] | None = None
+    """Keys of ``[attrs]``: ``goal``, ``direct`` (``count`` and ``values`` only at the
+    config's values)."""
+    incentives: dict[str, Any] | None = None
+    """Keys of ``[incentives]`` (e.g. ``{ cost_incorrect_guess = 5 }``)."""
+    until_win_rate: float | None = Field(default=None, gt=0.0, le=1.0)
+    """End the stage at the first evaluation in the stage's world (every ``eval.every``
+    iterations) at which every learning agent's win rate is >= this."""
+    iterations: int | None = Field(default=None, ge=1)
+    """End the stage after this many iterations."""
+
+    @model_validator(mode="after")
+    def _ends_and_changes(self) -> StageCfg:
+        """A stage ends (``until_win_rate`` or ``iterations``) and sets at least one game key
+        (the config's own game follows the last stage by itself)."""
+        if self.until_win_rate is None and self.iterations is None:
+            raise ValueError(
+                "a stage needs until_win_rate or iterations (or both), else it never ends; "
+                "the config's own game follows the last stage by itself"
+            )
+        if all(getattr(self, key) is None for key in STAGE_GAME_KEYS):
+            raise ValueError(
+                "a stage sets at least one game key (attrs, incentives, max_steps, init, "
+                "end_on_first_win); the config's own game follows the last stage by itself, "
+                "so it is not written as a stage"
+            )
+        return self
+
+    def game_keys(self) -> dict[str, Any]:
+        """The game keys this stage sets."""
+        return {k: getattr(self, k) for k in STAGE_GAME_KEYS if getattr(self, k) is not None}
+
+
+class CurriculumCfg(Section):
+    """Easier games before the config's own (off when absent). Each stage's game is the
+    config's with the stage's keys laid over it; the model, the optimizer and the bonus counts
+    carry over from stage to stage, so a stage keeps the sizes of the observation and of the
+    action heads. The evaluations that iterations.csv reports, ``eval.target_win_rate`` and
+    backtracking are on the config's own game throughout; a stage with ``until_win_rate`` is
+    also evaluated in its own world (``<agent>.stage_win_rate``). The column ``stage`` is the
+    stage of each iteration (0, 1, ... as listed; the config's own game is the last number)."""
+
+    stages: list[StageCfg] = Field(min_length=1, max_length=16)
+    """The stages before the config's own game, in order."""
+
+
 MUTABLE_KEYS = {
     "algorithm": ("gamma", "lam", "batch", "lr", "eps", "momentum", "epochs", "minibatches",
                   "clip", "value_coef", "entropy_coef", "max_grad_norm", "reward_scale"),
@@ -448,6 +510,8 @@ class RunConfig(Section):
     """Learner processes."""
     tune: TuneCfg | None = None
     """Population-based training (``casi tune``); see docs/tune.md."""
+    curriculum: CurriculumCfg | None = None
+    """Easier games before this one (off when absent); see docs/learning.md."""
 
     @model_validator(mode="after")
     def _tune_interval(self) -> RunConfig:
@@ -484,6 +548,26 @@ class RunConfig(Section):
         from casi_sim import GameConfig
 
         return GameConfig(**self.game_dict())
+
+    @property
+    def n_stages(self) -> int:
+        """Stages of the curriculum, the config's own game included (1 without one)."""
+        return 1 + (len(self.curriculum.stages) if self.curriculum is not None else 0)
+
+    def stage_game_dict(self, stage: int) -> dict[str, Any]:
+        """:meth:`game_dict` of curriculum stage ``stage`` (the last one: the config's own)."""
+        from casi_orchestrator.curriculum import merge
+
+        base = self.game_dict()
+        if self.curriculum is None or stage >= len(self.curriculum.stages):
+            return base
+        return merge(base, self.curriculum.stages[stage].game_keys())
+
+    def stage_game(self, stage: int) -> Any:
+        """The casi_sim.GameConfig of curriculum stage ``stage``."""
+        from casi_sim import GameConfig
+
+        return GameConfig(**self.stage_game_dict(stage))
 
     def resolved(self) -> dict[str, Any]:
         """Every key with its value, game defaults filled in (what config.toml gets)."""
@@ -526,16 +610,28 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
+def _table_model(annotation: Any) -> Any:
+    """The model of a field that holds one (``X``, ``X | None`` or ``list[X]``)."""
+    if annotation == CurriculumCfg | None:
+        return CurriculumCfg
+    if annotation == list[StageCfg]:
+        return CurriculumCfg  # its stages are walked by index
+    return annotation
+
+
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     """The keys allowed in the table at ``loc`` (for spelling suggestions)."""
-    if loc in (("attrs",), ("incentives",)):
+    if loc[-1:] in (("attrs",), ("incentives",)) and (len(loc) == 1 or loc[0] == "curriculum"):
         import casi_sim
 
-        return list((casi_sim.Attrs if loc[0] == "attrs" else casi_sim.Incentives).model_fields)
+        return list((casi_sim.Attrs if loc[-1] == "attrs" else casi_sim.Incentives).model_fields)
     model: Any = RunConfig
     for part in loc:
+        if isinstance(part, int) and model is CurriculumCfg:
+            model = StageCfg  # curriculum.stages.<i>
+            continue
         field = model.model_fields.get(part) if isinstance(part, str) else None
-        annotation = getattr(field, "annotation", None)
+        annotation = _table_model(getattr(field, "annotation", None))
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return list(AgentSpec.model_fields) if "agents" in loc else []
         model = annotation
@@ -564,7 +660,7 @@ def _unknown(loc: tuple[Any, ...], got: Any) -> str:
     if not known:
         return f"unknown {what} (check its spelling and section)"
     if len(loc) == 1:
-        tables = (*SECTIONS, "attrs", "incentives", "tune")
+        tables = (*SECTIONS, "attrs", "incentives", "tune", "curriculum")
         sections = [k for k in known if k in tables]
         plain = [k for k in known if k not in tables]
         names = sections if what == "section" else plain
@@ -708,7 +804,10 @@ def validate_config(
             lines += _error_lines(source, other)
     agents = data.get("agents")
     kinds = [a.get("kind", "learner") for a in agents if isinstance(a, dict)] if agents else []
-    lines += _game_errors(source, kinds, {k: data[k] for k in GAME_KEYS if k in data})
+    game_lines = _game_errors(source, kinds, {k: data[k] for k in GAME_KEYS if k in data})
+    lines += game_lines
+    if cfg is not None and not game_lines:
+        lines += _stage_errors(source, cfg)
     if cfg is not None and not cfg.learning_agents:
         lines.append(f"{source}: agents: at least one agent must be of kind 'learner'")
     if not_finite:
@@ -722,9 +821,56 @@ def validate_config(
     if lines or cfg is None:
         raise ConfigError(lines)
     lines = _size_errors(source, cfg)
+    if not lines:
+        lines = _stage_size_errors(source, cfg)
     if lines:
         raise ConfigError(lines)
     return cfg
+
+
+def _stage_errors(source: str, cfg: RunConfig) -> list[str]:
+    """Each curriculum stage's game checked as the config's is, and that it keeps the sizes
+    of the observation and of the action heads."""
+    from casi_sim import GameConfig
+
+    if cfg.curriculum is None:
+        return []
+    final = cfg.game()
+    lines = []
+    for i in range(len(cfg.curriculum.stages)):
+        where = ("curriculum", "stages", i)
+        try:
+            game = GameConfig.model_validate(cfg.stage_game_dict(i), strict=True)
+        except ValidationError as exc:
+            lines += _error_lines(source, exc.errors(), where)
+            continue
+        for key in ("count", "values"):
+            old, new = getattr(final.attrs, key), getattr(game.attrs, key)
+            if old != new:
+                lines.append(
+                    f"{source}: {_dotted((*where, 'attrs', key))}: must be {old}, the config's "
+                    f"attrs.{key} (got {new}): it would change obs_dim ({final.obs_dim} -> "
+                    f"{game.obs_dim}) and the main action head ({final.n_main_actions} -> "
+                    f"{game.n_main_actions}), and the model carries over from stage to "
+                    "stage; a stage may set attrs.goal, attrs.direct, max_steps, init, "
+                    "end_on_first_win and incentives"
+                )
+    return lines
+
+
+def _stage_size_errors(source: str, cfg: RunConfig) -> list[str]:
+    """The memory and scale limits of :func:`_size_errors` in each curriculum stage's game."""
+    if cfg.curriculum is None:
+        return []
+    lines = []
+    for i in range(len(cfg.curriculum.stages)):
+        game = cfg.stage_game_dict(i)
+        keys = {k: game[k] for k in GAME_KEYS if k in game}
+        stage_cfg = cfg.model_copy(update={**keys, "curriculum": None})
+        prefix = f"{source}: curriculum.stages.{i}: "
+        found = _size_errors(source, stage_cfg)
+        lines += [prefix + line.removeprefix(f"{source}: ") for line in found]
+    return lines
 
 
 def _non_finite(value: Any, key: str = "") -> list[tuple[str, float]]:

@@ -80,7 +80,7 @@ def _type(annotation: Any, many: bool = False) -> str:
         return f"table of {_type(args[1], many=True)}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "tables" if many else "table"
-    names = {int: "integer", float: "number", bool: "boolean", str: "string"}
+    names = {int: "integer", float: "number", bool: "boolean", str: "string", Any: "value"}
     name = names.get(annotation, str(annotation))
     return name + "s" if many else name
 
@@ -182,7 +182,7 @@ def render() -> str:
     top = c.RunConfig
     lines = [INTRO]
     lines += ["## Top level", "", _words(top.__doc__), ""]
-    lines += _rows(top, "", skip=(*c.GAME_KEYS, *c.SECTIONS, "tune")) + [""]
+    lines += _rows(top, "", skip=(*c.GAME_KEYS, *c.SECTIONS, "tune", "curriculum")) + [""]
     more = 'An entry of `agents` is a kind (`"honest"`) or a table of these keys.'
     lines += _section("Agent tables (`agents = [{...}]`)", c.AgentSpec, "agents.", more)
     lines += _section("Game keys (top level)", GameConfig, "", skip=("agents",))
@@ -194,6 +194,8 @@ def render() -> str:
         lines += _section(f"`[{name}]`", model, f"{name}.")
     lines += _section("`[tune]`", c.TuneCfg, "tune.", "See docs/tune.md.")
     lines += _section("A mutation (`[tune.mutations]`)", c.MutationCfg, 'tune.mutations."<key>".')
+    lines += _section("`[curriculum]`", c.CurriculumCfg, "curriculum.", "See docs/learning.md.")
+    lines += _section("A stage (`[curriculum] stages = [{...}]`)", c.StageCfg, "curriculum.stages.")
     text = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", text).rstrip() + "\n"
 

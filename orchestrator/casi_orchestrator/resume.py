@@ -70,6 +70,15 @@ class Continuation(BaseModel):
     row: dict[str, int | float | str | None]
 
 
+class StageMeta(BaseModel):
+    """The curriculum stage a trial is in, and the iteration it began with."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    stage: int = Field(ge=0)
+    since: int = Field(ge=1)
+
+
 class CheckpointMeta(BaseModel):
     """The ``meta`` of a trial's checkpoint (what :func:`snapshot` writes), type-checked."""
 
@@ -90,6 +99,7 @@ class CheckpointMeta(BaseModel):
     final_eval: dict[str, dict[str, float | None]] = {}
     continuation: Continuation | None = None
     config: dict[str, Any] | None = None  # absent in checkpoints written before it was kept
+    curriculum: StageMeta | None = None  # only in a run with [curriculum]
 
 
 @dataclass
@@ -113,6 +123,8 @@ class TrialState:
     final_eval: dict[str, Metrics] = field(default_factory=dict)  # the extra last evaluation
     continuation: dict[str, Any] | None = None  # see Continuation
     finished: bool = False  # read from a checkpoint written when the trial had ended
+    stage: int = 0  # the curriculum stage of the next iteration ([curriculum])
+    stage_since: int = 1  # the iteration that stage began with
 
     @property
     def all_stopped(self) -> bool:
@@ -182,6 +194,8 @@ def snapshot(
         "final_eval": state.final_eval,
         "continuation": state.continuation,
     }
+    if cfg.curriculum is not None:
+        meta["curriculum"] = {"stage": state.stage, "since": state.stage_since}
     return arrays, meta
 
 
@@ -246,7 +260,20 @@ def read_state(path: Path, cfg: RunConfig, fresh: TrialState, trial: int | None 
     fresh.finished = meta.finished
     fresh.final_eval = meta.final_eval
     fresh.continuation = meta.continuation.model_dump() if meta.continuation else None
+    _read_stage(path, meta, cfg, fresh)
     return Resumed(fresh, params, (meta.csv_lines, meta.jsonl_lines))
+
+
+def _read_stage(path: Path, meta: CheckpointMeta, cfg: RunConfig, fresh: TrialState) -> None:
+    """The curriculum stage of a checkpoint (a run without a curriculum has none)."""
+    if cfg.curriculum is None:
+        return
+    if meta.curriculum is None or meta.curriculum.stage >= cfg.n_stages:
+        raise ResumeError(
+            f"{path / META}: meta.curriculum: expected the stage (0 to {cfg.n_stages - 1}) "
+            f"of a run with [curriculum], got {meta.curriculum}"
+        )
+    fresh.stage, fresh.stage_since = meta.curriculum.stage, meta.curriculum.since
 
 
 def continuation(lines: tuple[int, int], row: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,11 @@
 4. the log streams (:mod:`logs`) and a snapshot of the state (:mod:`resume`), written as a
    checkpoint every ``checkpoint.every`` iterations and at the end.
 
+With ``[curriculum]`` (:mod:`curriculum`) the rollouts are in the current stage's game, a stage
+with ``until_win_rate`` is also evaluated in its own world after step 3's evaluation, and the
+stage ends after step 4 (new simulators for the next stage; the models, optimizers and bonus
+counts go on).
+
 A phase that loses a learner is repeated once the learner is back (:mod:`fleet`). Every random
 stream comes from ``(seed, trial, purpose, iteration)`` (:mod:`sampling`), so a resumed run
 continues exactly as the uninterrupted run would have.
@@ -21,6 +26,7 @@ scripted agents are not counted.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +37,7 @@ from casi.v1 import net_pb2
 from casi_proto.errors import FAILED_PRECONDITION, INVALID_ARGUMENT, NetError
 from casi_sim import BatchSim
 
-from casi_orchestrator import sampling, wire
+from casi_orchestrator import curriculum, sampling, wire
 from casi_orchestrator.checkpoint import find_checkpoint
 from casi_orchestrator.config import RunConfig
 from casi_orchestrator.evaluation import Details, EvalResult, Metrics, evaluate
@@ -40,6 +46,7 @@ from casi_orchestrator.fleet import Fleet, Member
 from casi_orchestrator.learners import LearnerPool
 from casi_orchestrator.logs import ActionProbs, Losses, Streams, csv_row, start_fields
 from casi_orchestrator.metrics import WIN_RATE
+from casi_orchestrator.metrics import column as metrics_column
 from casi_orchestrator.outputs import TrialOutput
 from casi_orchestrator.resume import (
     Checkpoints,
@@ -86,9 +93,7 @@ class Trainer:
         self.should_stop = should_stop
         self.game = cfg.game()
         self.head_sizes = wire.head_sizes(self.game, cfg.algorithm.factored_main)
-        world = self._seed(sampling.WORLD)
-        self.sim = BatchSim(self.game, batch=cfg.algorithm.batch, seed=world)
-        self.eval_sim = BatchSim(self.game, batch=cfg.eval.episodes, seed=world)
+        self.eval_sim = BatchSim(self.game, batch=cfg.eval.episodes, seed=self._world)
         members = [
             Member(spec.name, slot, index, pool.learners[spec.name])
             for index, (slot, spec) in enumerate(cfg.learning_agents)
@@ -99,6 +104,25 @@ class Trainer:
         self.state = new_state(cfg, trial)
         self.checkpoints = Checkpoints(out.folder)
         self._t0 = time.monotonic()
+        self._stage_sims()
+        if cfg.curriculum is not None:
+            out.columns = [*out.columns, *curriculum.columns([m.name for m in members])]
+
+    @property
+    def _world(self) -> int:
+        return self._seed(sampling.WORLD)
+
+    def _stage_sims(self) -> None:
+        """The training simulator of the current curriculum stage (the config's game without
+        a curriculum), and the evaluation simulator of the stage's world if it has
+        ``until_win_rate``."""
+        cfg, stage = self.cfg, self.state.stage
+        game = cfg.stage_game(stage) if cfg.curriculum is not None else self.game
+        self.sim = BatchSim(game, batch=cfg.algorithm.batch, seed=self._world)
+        self.stage_eval_sim: BatchSim | None = None
+        cur = cfg.curriculum
+        if cur is not None and stage < len(cur.stages) and cur.stages[stage].until_win_rate:
+            self.stage_eval_sim = BatchSim(game, batch=cfg.eval.episodes, seed=self._world)
 
     @property
     def iteration(self) -> int:
@@ -169,17 +193,23 @@ class Trainer:
     def run_iteration(self, it: int) -> None:
         """Iteration ``it`` (1-based): rollout, update, evaluation and backtracking, logs."""
         self.state.iteration = it
+        stage = self.state.stage
         roll, probs = self.rollout(it)
         self.state.agent_steps += int(roll.mask.sum())
         losses, bonus_means = self.update(it, roll)
-        result, events = None, {}
+        result, events, stage_rates = None, {}, None
         if it % self.cfg.eval.every == 0:
             result = self.evaluate(it)
             self.state.last_eval = result.metrics
             self.streams.evaluation(it, result)
+            stage_rates = self.evaluate_stage(it)
             events = self.backtrack(it, result)
         self.streams.iteration(it, roll, self.state, losses, bonus_means, probs)
         row = csv_row(it, self.state.agent_steps, result, events, losses, bonus_means)
+        if self.cfg.curriculum is not None:
+            row[curriculum.STAGE] = stage
+            for name, rate in (stage_rates or {}).items():
+                row[metrics_column(name, curriculum.STAGE_WIN_RATE)] = rate
         row["wall_time"] = round(self.wall_time(), 3)
         if result is None and it == self.cfg.algorithm.iterations:
             # evaluated only because it is the last: written, but it feeds neither
@@ -194,6 +224,7 @@ class Trainer:
         if self.cfg.log.iteration_csv:
             self.out.row(row)
         self.board.row(row, result)
+        self._next_stage(it, stage_rates)
         self.out.flush()
 
     def _finished(self) -> bool:
@@ -259,6 +290,53 @@ class Trainer:
 
         return self.fleet.recovering(phase)
 
+    def evaluate_stage(self, it: int) -> dict[str, float | None] | None:
+        """Every learning agent's win rate in the current stage's world, if that stage ends
+        on one (``until_win_rate``): the evaluation of :meth:`evaluate` in that world."""
+        sim = self.stage_eval_sim
+        if sim is None:
+            return None
+        ev, alg = self.cfg.eval, self.cfg.algorithm
+
+        def phase() -> EvalResult:
+            rng = None
+            if ev.sample:
+                rng = sampling.rng_for(self.cfg.seed, self.trial, sampling.EVAL_ACTIONS, it)
+            return evaluate(
+                self.fleet, sim, self._seed(sampling.EVAL_SIM), self.head_sizes,
+                alg.recurrent, rng, Details(), alg.mask_pointless,
+            )  # fmt: skip
+
+        result = self.fleet.recovering(phase)
+        if self.cfg.log.learning:
+            for name, m in result.metrics.items():
+                self.out.event(
+                    "learning", it, event="stage_eval", agent=name, stage=self.state.stage, **m
+                )
+        return {name: m[WIN_RATE] for name, m in result.metrics.items()}
+
+    def _next_stage(self, it: int, rates: dict[str, float | None] | None) -> None:
+        """Moves to the next curriculum stage if the current one ends after iteration ``it``."""
+        cur, state = self.cfg.curriculum, self.state
+        if cur is None:
+            return
+        win_rates = [rates.get(m.name) for m in self.fleet.members] if rates else None
+        reason = curriculum.stage_end(cur, state.stage, state.stage_since, it, win_rates)
+        if reason is None:
+            return
+        state.stage, state.stage_since = state.stage + 1, it + 1
+        self._stage_sims()
+        if self.cfg.log.learning:
+            self.out.event(
+                "learning", it, event="stage", stage=state.stage, reason=reason,
+                agent_steps=state.agent_steps,
+            )  # fmt: skip
+        print(
+            f"{self.cfg.name} trial {self.trial}: after iteration {it} ({reason}, "
+            f"{state.agent_steps} agent-steps): {curriculum.describe(cur, state.stage)}",
+            file=sys.stderr,
+        )
+
     def backtrack(self, it: int, result: EvalResult) -> dict[str, str]:
         """Each agent's backtracking decision on this evaluation, carried out; the events."""
         return {m.name: self._backtrack(it, m, result.metrics[m.name]) for m in self.fleet.members}
@@ -309,6 +387,7 @@ class Trainer:
 
     def _resume(self) -> None:
         resumed = read_state(self.checkpoints.path, self.cfg, self.state, self.trial)
+        self._stage_sims()
         for m in self.fleet.members:
             m.params = resumed.params[m.name]
         try:

@@ -98,7 +98,7 @@ def test_an_unknown_section_gets_the_closest_name_or_the_list(tmp_path: Path) ->
     assert errors(tmp_path, text) == {
         "algoritm": "unknown section; did you mean 'algorithm'?",
         "zzz": "unknown section; the sections are attrs, incentives, algorithm, bonus, "
-        "backtracking, eval, log, checkpoint, learners, tune (check its spelling)",
+        "backtracking, eval, log, checkpoint, learners, tune, curriculum (check its spelling)",
     }
 
 
