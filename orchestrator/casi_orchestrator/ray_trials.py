@@ -94,11 +94,17 @@ class TrialActor:
         """``("done", TrialResult)``, or the error the trial ended with, as plain values."""
         console = Console(stderr=True)
         try:
-            return ("done", run_trial(cfg, trial, Path(folder), resume, self._stop.is_set, console))
+            return ("done", self.train(cfg, trial, Path(folder), resume, console))
         except NetError as exc:
             return ("NetError", exc.code, exc.message)
         except tuple(ERRORS.values()) as exc:
             return (type(exc).__name__, str(exc))
+
+    def train(
+        self, cfg: RunConfig, trial: int, folder: Path, resume: bool, console: Console
+    ) -> TrialResult:
+        """The trial itself (:func:`run_trial`; ``casi tune``'s members run their own)."""
+        return run_trial(cfg, trial, folder, resume, self._stop.is_set, console)
 
     def stop(self) -> None:
         self._stop.set()
@@ -117,24 +123,41 @@ def run_trials(
     in trial order. A trial's error is raised once every trial has ended."""
     _check_own_learners(cfg, trials)
     ray_learners.connect(address)
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    here = ray.get_runtime_context().get_node_id()
-    actor_class: Any = ray.remote(TrialActor).options(
-        num_cpus=cfg.learners.trial_cpus,
-        max_concurrency=2,  # run, and stop while it runs
-        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
-    )
-    token = os.environ.get(cfg.learners.token_env)
-    env = {cfg.learners.token_env: token} if token else {}
-    actors: list[Any] = [actor_class.remote(os.getcwd(), env) for _ in range(trials)]
-    target = str(folder.resolve())
-    refs = [a.run.remote(cfg, k, target, resume) for k, a in enumerate(actors)]
     console.print(
         f"{cfg.name}: {trials} trial(s) on Ray, {cfg.learners.trial_cpus:g} CPU(s) each",
         markup=False, highlight=False,
     )  # fmt: skip
+    return run_on_actors(TrialActor, [cfg] * trials, folder, resume, stop, console)
+
+
+def run_on_actors(
+    actor_type: type[TrialActor],
+    cfgs: list[RunConfig],
+    folder: Path,
+    resume: bool,
+    stop: Callable[[], bool],
+    console: Console,
+) -> list[TrialResult]:
+    """Trial ``k`` of ``cfgs[k]`` for every ``k`` at once, each in an ``actor_type`` actor on
+    this machine's Ray node (Ray joined already); their results in trial order. A trial's
+    error is raised once every trial has ended; no actor outlives the call."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    actor_class: Any = ray.remote(actor_type).options(
+        num_cpus=cfgs[0].learners.trial_cpus,
+        max_concurrency=2,  # run, and stop while it runs
+        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+    )
+    token = os.environ.get(cfgs[0].learners.token_env)
+    env = {cfgs[0].learners.token_env: token} if token else {}
+    actors: list[Any] = [actor_class.remote(os.getcwd(), env) for _ in cfgs]
+    target = str(folder.resolve())
+    refs = [
+        a.run.remote(c, k, target, resume)
+        for k, (a, c) in enumerate(zip(actors, cfgs, strict=True))
+    ]
     try:
         outcomes = _wait(refs, actors, stop, console)
     finally:

@@ -49,7 +49,7 @@ from casi_orchestrator.config import MutationCfg, RunConfig, TuneCfg, validate_c
 from casi_orchestrator.learners import LearnerPool
 from casi_orchestrator.outputs import TrialOutput
 from casi_orchestrator.progress import EvalLines
-from casi_orchestrator.ray_trials import LOGS, TrialActor, _result, _wait
+from casi_orchestrator.ray_trials import LOGS, TrialActor, run_on_actors
 from casi_orchestrator.resume import ResumeError, adopt
 from casi_orchestrator.trainer import Trainer, TrialResult
 
@@ -459,21 +459,10 @@ class MemberActor(TrialActor):
     """A tournament member in a Ray worker (a :class:`TrialActor` running
     :func:`run_member`)."""
 
-    def run(self, cfg: RunConfig, trial: int, folder: str, resume: bool) -> tuple[Any, ...]:
-        console = Console(stderr=True)
-        try:
-            result = run_member(cfg, trial, Path(folder), resume, self._stop.is_set, console)
-            return ("done", result)
-        except Exception as exc:  # the same mapping as TrialActor's
-            from casi_proto.errors import NetError
-
-            from casi_orchestrator.ray_trials import ERRORS
-
-            if isinstance(exc, NetError):
-                return ("NetError", exc.code, exc.message)
-            if isinstance(exc, tuple(ERRORS.values())):
-                return (type(exc).__name__, str(exc))
-            raise
+    def train(
+        self, cfg: RunConfig, trial: int, folder: Path, resume: bool, console: Console
+    ) -> TrialResult:
+        return run_member(cfg, trial, folder, resume, self._stop.is_set, console)
 
 
 def select(scores: list[float], tune: TuneCfg, rng: random.Random) -> tuple[list[int], int | None]:
@@ -515,7 +504,7 @@ def run_tournament(
         g = state["generation"]
         until = min((g + 1) * tune.interval, total)
         cfgs = [member_config(cfg, v, until) for v in state["values"]]
-        results = _generation(cfgs, folder, resume or g > 0, stop, console)
+        results = run_on_actors(MemberActor, cfgs, folder, resume or g > 0, stop, console)
         target = cfg.eval.target_win_rate
         reached = target is not None and any(
             score(r.last_eval, "win_rate") >= target for r in results
@@ -527,34 +516,6 @@ def run_tournament(
         state["generation"] = g + 1
         rng = random.Random(f"{tune.seed}-{g + 1}")
         _save_state(folder, state)
-
-
-def _generation(
-    cfgs: list[RunConfig], folder: Path, resume: bool, stop: Callable[[], bool],
-    console: Console,
-) -> list[TrialResult]:  # fmt: skip
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    here = ray.get_runtime_context().get_node_id()
-    actor_class: Any = ray.remote(MemberActor).options(
-        num_cpus=cfgs[0].learners.trial_cpus, max_concurrency=2,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
-    )  # fmt: skip
-    token = os.environ.get(cfgs[0].learners.token_env)
-    env = {cfgs[0].learners.token_env: token} if token else {}
-    actors = [actor_class.remote(os.getcwd(), env) for _ in cfgs]
-    target = str(folder.resolve())
-    refs = [
-        a.run.remote(c, k, target, resume)
-        for k, (a, c) in enumerate(zip(actors, cfgs, strict=True))
-    ]
-    try:
-        outcomes = _wait(refs, actors, stop, console)
-    finally:
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
-    return [_result(k, outcome) for k, outcome in enumerate(outcomes)]
 
 
 def _evolve(
