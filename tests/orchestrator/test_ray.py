@@ -21,7 +21,7 @@ from casi_orchestrator.config import RunConfig, load_config
 from casi_orchestrator.runner import run_experiment
 from rich.console import Console
 
-from ..conftest import START_WAIT, wait_until
+from ..conftest import RUN_WAIT, START_WAIT, wait_until
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.expensive
@@ -189,13 +189,16 @@ def test_trials_on_ray_write_the_numbers_of_a_sequential_run(
     assert (root / "tiny" / "curves.png").is_file()
 
 
-@pytest.mark.timeout(300)  # the second trial waited forever for the first one's CPUs
+# the second trial waited for ever for the first one's CPUs; the bound covers the module's
+# fixtures too when this test runs alone (a local Ray, two sequential trials) on a busy machine
+@pytest.mark.timeout(3 * RUN_WAIT)
 def test_more_trials_than_the_ray_has_room_for_run_as_room_frees(
     tmp_path: Path, local_ray: None, sequential: Path
 ) -> None:
     from casi_orchestrator.ray_trials import run_trials
 
-    cfg = config(tmp_path, "trial_cpus = 2")  # the local Ray has 2 CPUs: one trial at a time
+    # the local Ray has 2 CPUs: one trial at a time, each starting a learner (slow when busy)
+    cfg = config(tmp_path, f"trial_cpus = 2\nstart_timeout = {START_WAIT}")
     root = tmp_path / "runs"
     results = run_trials(cfg, root / "tiny", 2, False, lambda: False, "auto", quiet())
     assert [r.iteration for r in results] == [6, 6]
