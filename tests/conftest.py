@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -51,22 +52,26 @@ def make_test_ca(out: Path) -> Path:
 
 class ServerProcess:
     """A server subprocess that prints a ready line with its address (``ready``'s group 1)
-    on stdout; ``address`` is that address."""
+    on stdout; ``address`` is that address. Its stderr goes to ``log`` if given (a process
+    that serves many tests would otherwise block on a full pipe), else to a pipe; ``err``
+    holds it once the process is killed."""
 
     def __init__(
         self, command: list[str], label: str, ready: re.Pattern[str], args: tuple[str, ...],
-        env: dict[str, str] | None = None,
+        env: dict[str, str] | None = None, log: Path | None = None,
     ) -> None:  # fmt: skip
         self.args = args
         self.err = ""
-        self.proc = subprocess.Popen(
-            [*command, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env={**{k: v for k, v in os.environ.items() if k != "CASI_TOKEN"}, **(env or {})},
-        )
+        self.log = log
+        with nullcontext(subprocess.PIPE) if log is None else log.open("w") as stderr:
+            self.proc = subprocess.Popen(
+                [*command, *args],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                cwd=ROOT,
+                env={**{k: v for k, v in os.environ.items() if k != "CASI_TOKEN"}, **(env or {})},
+            )
         assert self.proc.stdout is not None
         ready_now, _, _ = select.select([self.proc.stdout], [], [], START_WAIT)
         self.line = line = self.proc.stdout.readline() if ready_now else ""
@@ -85,7 +90,8 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             self.proc.send_signal(signal.SIGCONT)
-        _, self.err = self.proc.communicate(timeout=30)
+        _, err = self.proc.communicate(timeout=30)
+        self.err = err if self.log is None else self.log.read_text()
         return self.proc.returncode
 
 

@@ -1,10 +1,12 @@
-"""The Net contract suite against the Node/TypeScript server of interop/node, a real process per
-test: the linear actor-critic that learns (PPO, and A2C), the four scripted policies, and the
-service contract behind a token."""
+"""The Net contract suite against the Node/TypeScript server of interop/node, real processes:
+the linear actor-critic that learns (PPO, and A2C), the four scripted policies, and the
+service contract behind a token. A test that begins with Init is served by a process shared
+with the other tests of its command line; one marked ``fresh_server`` gets a process of its
+own."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,22 +19,41 @@ from casi_proto.compliance import (
     PredictContract,
     ServiceContract,
     TrainContract,
+    needs_fresh_server,
 )
 
 from .conftest import NodeNet
 
 
+def serve(
+    request: pytest.FixtureRequest,
+    node_nets: Callable[..., NodeNet],
+    node_net: Callable[..., NodeNet],
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> NodeNet:
+    """casi-node-net ``args``: a new process for a test marked ``fresh_server``, else the
+    shared one."""
+    start = node_nets if needs_fresh_server(request) else node_net
+    return start(*args, env=env)
+
+
 class NodeServer:
-    """A fresh casi-node-net process for every test, serving ``policy``."""
+    """casi-node-net serving ``policy`` (:func:`serve`)."""
 
     policy = "linear"
 
     @pytest.fixture
-    def address(self, node_nets: Callable[..., NodeNet]) -> Iterator[str]:
-        yield node_nets("--policy", self.policy).address
+    def address(
+        self,
+        request: pytest.FixtureRequest,
+        node_nets: Callable[..., NodeNet],
+        node_net: Callable[..., NodeNet],
+    ) -> str:
+        return serve(request, node_nets, node_net, "--policy", self.policy).address
 
 
-@pytest.mark.expensive  # a process per test: about a minute
+@pytest.mark.expensive
 class TestLinear(NodeServer, NetContract):
     policy = "linear"
 
@@ -76,8 +97,14 @@ class TestRandom(ScriptedServer, PredictContract):
 
 class TestLinearWithAToken(ServiceContract):
     @pytest.fixture
-    def endpoint(self, node_nets: Callable[..., NodeNet]) -> Endpoint:
-        net = node_nets("--policy", "linear", env={"CASI_TOKEN": "contract-token"})
+    def endpoint(
+        self,
+        request: pytest.FixtureRequest,
+        node_nets: Callable[..., NodeNet],
+        node_net: Callable[..., NodeNet],
+    ) -> Endpoint:
+        env = {"CASI_TOKEN": "contract-token"}
+        net = serve(request, node_nets, node_net, "--policy", "linear", env=env)
         return Endpoint(net.address, token="contract-token")
 
 
@@ -91,13 +118,13 @@ class TestLinearWithAToken(ServiceContract):
     ],
 )
 def test_scripted_logits_are_those_of_the_python_policies(
-    node_nets: Callable[..., NodeNet], policy: str, intention: int | None
+    node_net: Callable[..., NodeNet], policy: str, intention: int | None
 ) -> None:
     from casi_learner.scripted import ScriptedNet
 
     cfg = NetContract().make_cfg()
     obs = np.ones((3, 10), np.float32)
-    with NetClient(node_nets("--policy", policy).address) as client:
+    with NetClient(node_net("--policy", policy).address) as client:
         client.init(cfg)
         logits, values = client.predict(obs)
     python = ScriptedNet(policy)

@@ -18,7 +18,7 @@ from casi_proto.compliance import NetContract
 
 from .conftest import NodeNet
 
-pytestmark = pytest.mark.expensive  # a Node process and a torch update per case
+pytestmark = pytest.mark.expensive  # torch, and a torch update per case
 CONTRACT = NetContract()
 HEADS = list(CONTRACT.head_sizes)
 LOSSES = {
@@ -107,13 +107,13 @@ def torch_update(
 @pytest.mark.parametrize("optim", sorted(OPTIMS))
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_one_train_matches_autograd(
-    node_nets: Callable[..., NodeNet], loss: str, optim: str
+    node_net: Callable[..., NodeNet], loss: str, optim: str
 ) -> None:
     cfg = CONTRACT.make_cfg(
         loss=LOSSES[loss], epochs=1, minibatches=1, clip_value=loss == "ppo_clip_value"
     )
     cfg.optim.CopyFrom(OPTIMS[optim])
-    with NetClient(node_nets().address) as client:
+    with NetClient(node_net("--policy", "linear").address) as client:
         client.init(cfg)
         start = client.get_params()
         batch = skewed(CONTRACT.make_sequences(client, b=5, t=4), seed=1)
@@ -140,10 +140,10 @@ def with_action_mask(batch: Sequences, seed: int) -> Sequences:
 
 @pytest.mark.parametrize("loss", ["ppo", "a2c"])
 def test_one_train_with_an_action_mask_matches_autograd(
-    node_nets: Callable[..., NodeNet], loss: str
+    node_net: Callable[..., NodeNet], loss: str
 ) -> None:
     cfg = CONTRACT.make_cfg(loss=LOSSES[loss], epochs=1, minibatches=1)
-    with NetClient(node_nets().address) as client:
+    with NetClient(node_net("--policy", "linear").address) as client:
         assert client.init(cfg).action_mask
         start = client.get_params()
         batch = skewed(CONTRACT.make_sequences(client, b=5, t=4), seed=2)

@@ -21,10 +21,24 @@ fixture: ``address`` (a plaintext server, ``host:port``) or ``endpoint`` (an
             yield Endpoint(f"127.0.0.1:{server.port}", credentials=creds, token="t")
             server.stop()
 
-The fixture is called for every test, so every test gets a fresh server. The tests reach
-it over gRPC only: through :class:`~casi_proto.client.NetClient` on a channel of the
-endpoint's for well-formed calls, and through the bare stub (``raw``) for refused or
-malformed ones, whose messages are then the server's status details, word for word.
+The fixture is called for every test. It may start a fresh server for each, or share one
+between tests (a faster start for a server in a process of its own): every test begins
+with a successful Init, which builds the model and its state anew, but for those marked
+:func:`fresh_server`, which call the server before any Init and need one of their own
+(:func:`needs_fresh_server`)::
+
+    @pytest.fixture
+    def address(self, request, shared_server):
+        if needs_fresh_server(request):
+            with start_my_server() as server:
+                yield server.address
+        else:
+            yield shared_server.address
+
+The tests reach the server over gRPC only: through :class:`~casi_proto.client.NetClient` on
+a channel of the endpoint's for well-formed calls, and through the bare stub (``raw``) for
+refused or malformed ones, whose messages are then the server's status details, word for
+word.
 
 The tests come in one class per group, which can also be run on their own:
 :class:`InitContract` (Init, InitHidden), :class:`PredictContract`, :class:`TrainContract`
@@ -43,6 +57,8 @@ from casi_proto.compliance.base import (
     assert_params_equal,
     call_raw,
     expect_error,
+    fresh_server,
+    needs_fresh_server,
     raw_tensor,
 )
 from casi_proto.compliance.init import InitContract
@@ -73,5 +89,7 @@ __all__ = [
     "assert_params_equal",
     "call_raw",
     "expect_error",
+    "fresh_server",
+    "needs_fresh_server",
     "raw_tensor",
 ]

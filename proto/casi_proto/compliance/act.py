@@ -10,7 +10,13 @@ from casi.v1 import net_pb2
 
 from casi_proto import PROTOCOL_MINOR, codec
 from casi_proto.client import UNIMPLEMENTED, NetClient
-from casi_proto.compliance.base import ContractBase, Endpoint, act_raw, expect_error
+from casi_proto.compliance.base import (
+    ContractBase,
+    Endpoint,
+    act_raw,
+    expect_error,
+    fresh_server,
+)
 from casi_proto.errors import FAILED_PRECONDITION, INVALID_ARGUMENT, NetError
 
 
@@ -70,6 +76,7 @@ class ActContract(ContractBase):
         assert len(replies) == 1, "the requests after the refused one were answered"
         assert streaming.predict(self.make_obs(2))[0].shape == (2, sum(self.head_sizes))
 
+    @fresh_server
     def test_act_before_init(self, client: NetClient, endpoint: Endpoint, channel: object) -> None:
         request = codec.observations_to_proto(self.make_obs(2))
         with pytest.raises(NetError) as info:

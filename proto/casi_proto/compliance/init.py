@@ -11,7 +11,13 @@ from casi.v1 import net_pb2
 from casi_proto import PROTOCOL_VERSION, codec
 from casi_proto.api import Params
 from casi_proto.client import NetClient
-from casi_proto.compliance.base import ContractBase, RawCall, assert_params_equal, expect_error
+from casi_proto.compliance.base import (
+    ContractBase,
+    RawCall,
+    assert_params_equal,
+    expect_error,
+    fresh_server,
+)
 from casi_proto.errors import FAILED_PRECONDITION, INVALID_ARGUMENT
 
 
@@ -24,6 +30,7 @@ class InitContract(ContractBase):
         assert reply.implementation and reply.device
         assert reply.n_params > 0 if self.has_params else reply.n_params >= 0
 
+    @fresh_server
     def test_protocol_mismatch_names_both_versions(self, client: NetClient, raw: RawCall) -> None:
         other = PROTOCOL_VERSION + 41
         request = self.make_cfg(protocol_version=other)
@@ -31,14 +38,17 @@ class InitContract(ContractBase):
         assert re.search(rf"\b{PROTOCOL_VERSION}\b", err.message), err.message
         client.init(self.make_cfg())  # the learner is still usable
 
+    @fresh_server
     def test_bad_head_sizes_refused(self, raw: RawCall) -> None:
         request = self.make_cfg(head_sizes=[self.head_sizes[0], 0])
         expect_error(INVALID_ARGUMENT, lambda: raw("Init", request), "head_sizes")
 
+    @fresh_server
     def test_predict_before_init(self, raw: RawCall) -> None:
         request = codec.observations_to_proto(self.make_obs(2))
         expect_error(FAILED_PRECONDITION, lambda: raw("Predict", request), "Init")
 
+    @fresh_server
     def test_every_call_before_init_is_refused_by_a_sentence_naming_init(
         self, raw: RawCall
     ) -> None:

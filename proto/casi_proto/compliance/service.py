@@ -13,7 +13,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from casi_proto.client import NetClient
-from casi_proto.compliance.base import ContractBase, Endpoint, Metadata, call_raw, expect_error
+from casi_proto.compliance.base import (
+    ContractBase,
+    Endpoint,
+    Metadata,
+    call_raw,
+    expect_error,
+    fresh_server,
+)
 from casi_proto.errors import UNAUTHENTICATED
 
 NET = net_pb2.DESCRIPTOR.services_by_name["Net"]
@@ -55,12 +62,14 @@ class ServiceContract(ContractBase):
         """Every rpc the server offers, with an empty request (Act if its InitReply says)."""
         return every_net_call(streams=client.init(self.make_cfg()).act_stream)
 
+    @fresh_server
     def test_health_is_serving_and_needs_no_token(self, channel: grpc.Channel) -> None:
         stub = health_pb2_grpc.HealthStub(channel)
         for service in ("", NET.full_name):
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=30.0)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING, repr(service)
 
+    @fresh_server
     def test_reflection_lists_and_describes_the_net_service(
         self, channel: grpc.Channel, endpoint: Endpoint
     ) -> None:
