@@ -321,8 +321,11 @@ def test_a_tournament_stopped_and_resumed_writes_what_an_uninterrupted_one_does(
 
 @pytest.mark.expensive
 @pytest.mark.timeout(SLOW)
-def test_casi_tune_stopped_by_sigint_leaves_every_member_at_a_checkpoint(tmp_path: Path) -> None:
-    """PBT as the command runs it: SIGINT ends it at the members' last checkpoints (exit 130)."""
+def test_casi_tune_stopped_by_sigint_and_resumed_ends_with_every_member_through(
+    tmp_path: Path,
+) -> None:
+    """PBT as the command runs it: SIGINT ends it at the members' last checkpoints (exit 130);
+    ``--resume`` takes every member to the end (exit 0) and the lineage goes on."""
     import signal
     import subprocess
     import sys
@@ -345,10 +348,24 @@ def test_casi_tune_stopped_by_sigint_leaves_every_member_at_a_checkpoint(tmp_pat
         if proc.poll() is None:
             proc.kill()
     assert "continue with: casi tune" in (tmp_path / "first.log").read_text()
+    stopped = []
     for k in range(4):
         _, meta = read_checkpoint(tune.member_dir(folder, k) / "checkpoint")
         assert meta["iteration"] >= 10 and meta["iteration"] % 10 == 0
-    assert (folder / "lineage.csv").exists()
+        stopped.append(meta["iteration"])
+    before = lineage_rows(folder)
+    with open(tmp_path / "resumed.log", "w") as log:
+        done = subprocess.run([*casi, "--resume"], cwd=tmp_path, stdout=log,
+                              stderr=subprocess.STDOUT, timeout=3 * RUN_WAIT)  # fmt: skip
+    assert done.returncode == 0, (tmp_path / "resumed.log").read_text()[-3000:]
+    for k in range(4):
+        _, meta = read_checkpoint(tune.member_dir(folder, k) / "checkpoint")
+        assert meta["iteration"] == 30 and meta["finished"], (stopped, k)
+        assert len(csv_without_wall_time(folder, k)) == 30
+    rows = lineage_rows(folder)
+    assert rows[: len(before)] == before
+    assert {int(r["iteration"]) for r in rows[len(before) :]} >= {30}, (stopped, rows)
+    assert (folder / "best_config.toml").exists()
 
 
 @pytest.mark.expensive
