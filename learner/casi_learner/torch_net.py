@@ -25,7 +25,6 @@ import math
 import threading
 from collections.abc import Mapping
 from importlib import metadata
-from itertools import pairwise
 from typing import NamedTuple, cast
 
 import numpy as np
@@ -35,6 +34,7 @@ from casi_proto import PROTOCOL_VERSION
 from casi_proto.api import LOSS_FIELDS, Params, Sequences
 from casi_proto.errors import invalid, precondition
 from casi_proto.names import ACTIVATION_NAMES, OPTIM_NAMES
+from casi_proto.sizes import n_params
 from casi_proto.validate import (
     SEQUENCE_FLOATS,
     check_hidden_batch,
@@ -82,20 +82,12 @@ def _tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(x).to(device)
 
 
-def _n_params(cfg: net_pb2.NetCfg) -> int:
-    widths = [cfg.obs_dim, *cfg.hidden_sizes]
-    n = sum((a + 1) * b for a, b in pairwise(widths))
-    w = widths[-1]
-    n += (w + 1) * (sum(cfg.head_sizes) + 1)
-    return n + (8 * w * w + 8 * w if cfg.recurrent else 0)
-
-
 def check_cfg(cfg: net_pb2.NetCfg, max_params: int = MAX_PARAMS) -> None:
     """The contract's checks (casi_proto.validate), then what this model needs besides."""
     check_net_cfg(cfg)
     if not cfg.hidden_sizes:
         raise invalid("NetCfg.hidden_sizes: expected at least one hidden layer, got []")
-    n = _n_params(cfg)
+    n = n_params(cfg.obs_dim, cfg.head_sizes, cfg.hidden_sizes, cfg.recurrent)
     if n > max_params:
         sizes = list(cfg.hidden_sizes) if len(cfg.hidden_sizes) <= 16 else "(many layers)"
         raise invalid(
@@ -295,12 +287,12 @@ class TorchNet:
             self._optim = make_optimizer(self._model, self._optim_cfg)
             self._hidden, self._hidden_batch = None, None
             self._last_step, self._last_loss = None, None
-            n_params = sum(p.numel() for p in self._model.parameters())
+            size = sum(p.numel() for p in self._model.parameters())
         return net_pb2.InitReply(
             protocol_version=PROTOCOL_VERSION,
             implementation=_implementation(),
             device=self._device_name(),
-            n_params=n_params,
+            n_params=size,
             action_mask=True,
         )
 

@@ -30,6 +30,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+from casi_proto.sizes import n_params
 from casi_sim.config import Kind as AgentKind
 from pydantic import (
     BaseModel,
@@ -895,9 +896,11 @@ def memory_estimate(cfg: RunConfig) -> dict[str, tuple[int, str]]:
     rollouts: learners x batch x max_steps x (obs_dim + main actions + 16) float32 (the
     buffer and its copy in Train), twice; evaluation: episodes x agents x (2 obs_dim + main
     actions + 6 agents x attrs.count) x 4 (observations, logits, the simulator's state); models: per
-    learner, the parameters of hidden_sizes x 4 copies (weights, gradients, two optimizer
-    moments) x 4 bytes.
+    learner, the parameters of its model (:func:`casi_proto.sizes.n_params`) x 4 copies
+    (weights, gradients, two optimizer moments) x 4 bytes.
     """
+    from casi_orchestrator.wire import head_sizes  # wire imports this module
+
     game = cfg.game()
     alg, na, c = cfg.algorithm, game.n_agents, game.attrs.count
     per_step = game.obs_dim + game.n_main_actions + 16
@@ -905,12 +908,8 @@ def memory_estimate(cfg: RunConfig) -> dict[str, tuple[int, str]]:
     rollouts = 2 * 4 * learners * alg.batch * game.max_steps * per_step
     per_episode = na * (2 * game.obs_dim + game.n_main_actions + 6 * na * c)
     evaluation = 4 * cfg.eval.episodes * per_episode
-    widths = [game.obs_dim, *alg.hidden_sizes]
-    params = sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False))
-    params += (widths[-1] + 1) * (game.n_main_actions + 5 * na + 1)
-    if alg.recurrent:
-        params += 8 * widths[-1] * (widths[-1] + 1)
-    models = 16 * learners * params
+    heads = head_sizes(game, alg.factored_main)
+    models = 16 * learners * n_params(game.obs_dim, heads, alg.hidden_sizes, alg.recurrent)
     return {
         "rollouts": (
             rollouts,

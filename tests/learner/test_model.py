@@ -7,6 +7,9 @@ import math
 import pytest
 import torch
 from casi_learner.model import ActorCritic, joint_entropy, joint_log_prob
+from casi_learner.torch_net import TorchNet
+from casi_proto.compliance import NetContract
+from casi_proto.sizes import n_params
 from torch import nn
 
 
@@ -107,3 +110,27 @@ def test_stepping_matches_unrolling(recurrent: bool) -> None:
         assert torch.allclose(step_logits, logits[:, t], atol=1e-6)
         assert torch.allclose(step_values, values[:, t], atol=1e-6)
     assert logits.shape == (3, 5, 14) and values.shape == (3, 5)
+
+
+@pytest.mark.parametrize(
+    ("hidden_sizes", "head_sizes", "recurrent"),
+    [
+        ([16], [9, 5, 5], False),
+        ([64, 32, 7], [3, 4, 2, 6, 5, 5], False),  # a factored main action's heads
+        ([12], [9, 5, 5], True),
+        ([8, 20], [1], True),
+        ([], [4, 5], False),
+    ],
+)
+def test_the_torch_free_parameter_count_is_the_models(
+    hidden_sizes: list[int], head_sizes: list[int], recurrent: bool
+) -> None:
+    # what the learner's parameter limit and the orchestrator's memory check count with
+    model = ActorCritic(11, head_sizes, hidden_sizes, recurrent=recurrent)
+    count = sum(p.numel() for p in model.parameters())
+    assert n_params(11, head_sizes, hidden_sizes, recurrent) == count
+    if hidden_sizes:  # the learner's reply says the same (it needs a hidden layer)
+        cfg = NetContract().make_cfg(
+            obs_dim=11, head_sizes=head_sizes, hidden_sizes=hidden_sizes, recurrent=recurrent
+        )
+        assert TorchNet().init(cfg).n_params == count

@@ -13,11 +13,13 @@ from casi_orchestrator.config import (
     MAX_NAME_BYTES,
     ConfigError,
     load_config,
+    memory_estimate,
     run_folder,
     validate_config,
 )
 from casi_orchestrator.exits import EXIT_USAGE
 from casi_orchestrator.runner import run_experiment
+from casi_orchestrator.wire import net_cfg
 
 GAME = (
     'agents = ["learner", "honest"]\nmax_steps = 10\n'
@@ -179,3 +181,15 @@ def test_scales_that_overflow_the_losses_are_refused(tmp_path: Path, text: str) 
     (line,) = errors(path)
     assert line.startswith(f"{path}: algorithm.reward_scale: an episode's scaled return")
     assert "would overflow float32" in line
+
+
+@pytest.mark.parametrize(
+    "algorithm", ["", "factored_main = true\n", "recurrent = true\nhidden_sizes = [24, 8]\n"]
+)
+def test_the_memory_estimate_counts_the_learners_own_model(tmp_path: Path, algorithm: str) -> None:
+    pytest.importorskip("torch")
+    from casi_learner.torch_net import TorchNet
+
+    cfg = load_config(write(tmp_path, GAME + "[algorithm]\n" + algorithm))
+    reply = TorchNet().init(net_cfg(cfg.algorithm, cfg.game(), seed=0))
+    assert memory_estimate(cfg)["models"][0] == 16 * reply.n_params  # 4 copies of float32
