@@ -34,8 +34,9 @@ def fresh_server(test: Test) -> Test:
 
 
 def needs_fresh_server(request: pytest.FixtureRequest) -> bool:
-    """True if the test of ``request`` is marked :func:`fresh_server`: an ``address`` or
-    ``endpoint`` fixture that shares a server between tests gives this one a new server."""
+    """True if the test of ``request`` (a function-scoped fixture's) is marked
+    :func:`fresh_server`: an ``address`` or ``endpoint`` fixture that shares a server between
+    tests gives this one a new server."""
     return bool(getattr(request.function, _FRESH, False))
 
 
