@@ -185,6 +185,7 @@ def test_a_generation_copies_every_source_bit_for_bit_and_mutates_only_tuned_key
         assert result.iteration == 20
 
 
+@pytest.mark.expensive  # its fixture runs a population of 4 (~50 s)
 def test_copying_refuses_a_change_beyond_the_tuned_keys(
     members: tuple[RunConfig, Path], tmp_path: Path
 ) -> None:
