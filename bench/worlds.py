@@ -48,6 +48,7 @@ WORLDS: dict[str, tuple[int, int, int, int, tuple[str, ...]]] = {
     "12 attrs, 3 goals, 8 values": (12, 6, 3, 8, ("honest",)),
     "16 values": (6, 3, 2, 16, ("honest",)),
     "24 attrs, 4 goals, 8 values": (24, 12, 4, 8, ("honest",)),
+    "32 values": (6, 3, 2, 32, ("honest",)),
 }
 
 
