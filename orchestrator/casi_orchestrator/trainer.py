@@ -275,27 +275,10 @@ class Trainer:
 
     def evaluate(self, it: int) -> EvalResult:
         """``eval.episodes`` fixed episodes, greedy (or sampled), no bonus."""
-        ev, log = self.cfg.eval, self.cfg.log
+        log, influence = self.cfg.log, self.cfg.eval.influence and not self.cfg.algorithm.recurrent
+        return self._evaluate(it, self.eval_sim, Details(log.trajectories, log.attrs, influence))
 
-        def phase() -> EvalResult:
-            rng = None
-            if ev.sample:
-                rng = sampling.rng_for(self.cfg.seed, self.trial, sampling.EVAL_ACTIONS, it)
-            influence = ev.influence and not self.cfg.algorithm.recurrent
-            return evaluate(
-                self.fleet, self.eval_sim, self._seed(sampling.EVAL_SIM), self.head_sizes,
-                self.cfg.algorithm.recurrent, rng, Details(log.trajectories, log.attrs, influence),
-                self.cfg.algorithm.mask_pointless,
-            )  # fmt: skip
-
-        return self.fleet.recovering(phase)
-
-    def evaluate_stage(self, it: int) -> dict[str, float | None] | None:
-        """Every learning agent's win rate in the current stage's world, if that stage ends
-        on one (``until_win_rate``): the evaluation of :meth:`evaluate` in that world."""
-        sim = self.stage_eval_sim
-        if sim is None:
-            return None
+    def _evaluate(self, it: int, sim: BatchSim, details: Details) -> EvalResult:
         ev, alg = self.cfg.eval, self.cfg.algorithm
 
         def phase() -> EvalResult:
@@ -304,10 +287,17 @@ class Trainer:
                 rng = sampling.rng_for(self.cfg.seed, self.trial, sampling.EVAL_ACTIONS, it)
             return evaluate(
                 self.fleet, sim, self._seed(sampling.EVAL_SIM), self.head_sizes,
-                alg.recurrent, rng, Details(), alg.mask_pointless,
+                alg.recurrent, rng, details, alg.mask_pointless,
             )  # fmt: skip
 
-        result = self.fleet.recovering(phase)
+        return self.fleet.recovering(phase)
+
+    def evaluate_stage(self, it: int) -> dict[str, float | None] | None:
+        """Every learning agent's win rate in the current stage's world, if that stage ends
+        on one (``until_win_rate``): the evaluation of :meth:`evaluate` in that world."""
+        if self.stage_eval_sim is None:
+            return None
+        result = self._evaluate(it, self.stage_eval_sim, Details())
         if self.cfg.log.learning:
             for name, m in result.metrics.items():
                 self.out.event(
