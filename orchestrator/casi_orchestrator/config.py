@@ -312,16 +312,13 @@ class LearnersCfg(Section):
         return self
 
 
-STAGE_GAME_KEYS = ("max_steps", "init", "end_on_first_win", "attrs", "incentives")
-"""The game keys a curriculum stage may set (``attrs.count`` and ``attrs.values`` only to the
-config's own values: the observation and the action heads keep their sizes)."""
-
-
 class StageCfg(Section):
     """One stage of ``[curriculum]``: game keys laid over the config's game (``attrs`` and
     ``incentives`` key by key), and when the stage ends (``until_win_rate``, ``iterations``,
     or both: the first that happens)."""
 
+    # the fields named in GAME_KEYS; attrs.count and attrs.values only at the config's
+    # values (the observation and the action heads keep their sizes)
     max_steps: int | None = None
     """Steps per episode in this stage."""
     init: Literal["fixed", "random"] | None = None
@@ -348,7 +345,7 @@ class StageCfg(Section):
                 "a stage needs until_win_rate or iterations (or both), else it never ends; "
                 "the config's own game follows the last stage by itself"
             )
-        if all(getattr(self, key) is None for key in STAGE_GAME_KEYS):
+        if all(getattr(self, key) is None for key in GAME_KEYS):
             raise ValueError(
                 "a stage sets at least one game key (attrs, incentives, max_steps, init, "
                 "end_on_first_win); the config's own game follows the last stage by itself, "
@@ -358,7 +355,7 @@ class StageCfg(Section):
 
     def game_keys(self) -> dict[str, Any]:
         """The game keys this stage sets."""
-        return {k: getattr(self, k) for k in STAGE_GAME_KEYS if getattr(self, k) is not None}
+        return {k: getattr(self, k) for k in GAME_KEYS if getattr(self, k) is not None}
 
 
 class CurriculumCfg(Section):

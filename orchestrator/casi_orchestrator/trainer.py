@@ -377,7 +377,8 @@ class Trainer:
 
     def _resume(self) -> None:
         resumed = read_state(self.checkpoints.path, self.cfg, self.state, self.trial)
-        self._stage_sims()
+        if self.state.stage:  # __init__ built stage 0's
+            self._stage_sims()
         for m in self.fleet.members:
             m.params = resumed.params[m.name]
         try:
