@@ -42,6 +42,8 @@ CLUSTERS_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 STOP_WAIT = 15.0  # s for a learner actor to stop its learner before it is killed
 RETRY_PAUSE = 0.5
 ACTOR_PREFIX = "casi-learner-"
+START_TRIES = 3
+NODE_TIMEOUT = "timed out during startup"  # Ray's words when its node misses its 30 s
 
 
 def connect(address: str = AUTO, num_cpus: int | None = None) -> None:
@@ -77,17 +79,35 @@ def loopback_only() -> None:
 
 
 def start_local(num_cpus: int | None = None) -> None:
-    """Starts a Ray on this machine whose processes all listen on 127.0.0.1 only."""
+    """Starts a Ray on this machine whose processes all listen on 127.0.0.1 only.
+
+    Ray gives its node 30 s to come up; on a loaded machine its raylet now and then misses
+    that (once in some 80 starts here), and a second start succeeds. So a start that timed
+    out is tried again, up to ``START_TRIES`` times in all. (The failed start's GCS stays
+    until this process ends: Ray keeps no handle on it.)"""
     loopback_only()
     import ray
 
-    ray.init(
-        address="local",
-        _node_ip_address=LOOPBACK,
-        include_dashboard=False,
-        num_cpus=num_cpus or os.cpu_count() or 1,
-        log_to_driver=True,
-    )
+    for attempt in range(1, START_TRIES + 1):
+        try:
+            ray.init(
+                address="local",
+                _node_ip_address=LOOPBACK,
+                include_dashboard=False,
+                num_cpus=num_cpus or os.cpu_count() or 1,
+                log_to_driver=True,
+            )
+            return
+        except Exception as exc:
+            if NODE_TIMEOUT not in str(exc):
+                raise
+            ray.shutdown()
+            if attempt == START_TRIES:
+                raise LearnerStartError(
+                    f"--ray auto: the local Ray did not start in {START_TRIES} tries "
+                    f"({_first_line(exc)}); see the raylet's log under "
+                    f"{Path(tempfile.gettempdir()) / 'ray' / 'session_latest' / 'logs'}"
+                ) from None
 
 
 def _initialized() -> bool:
