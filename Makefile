@@ -44,7 +44,7 @@ docs: $(STAMP) ## regenerate docs/config.md (the config reference) from the conf
 	$(PY) -m casi_orchestrator.config_doc > docs/config.md
 
 test: $(STAMP) interop ## run every test, the expensive ones too (what CI runs)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q --durations=25 $(ARGS)
 
 test-fast: $(STAMP) interop ## the inner loop: every test not marked expensive (under 90 s)
 	$(PY) -m pytest -q -m "not expensive" $(ARGS)
