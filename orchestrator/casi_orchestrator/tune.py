@@ -277,13 +277,8 @@ def _take(
     do), or another member's (an exploit: copied into its own, and a lineage row)."""
     _, meta = read_checkpoint(given)
     source, it = int(meta["trial"]), int(meta["iteration"])
-    if source == k:
+    if not _to_copy(folder, k, source, it):
         return
-    found = find_checkpoint(own)
-    if found is not None:
-        _, mine = read_checkpoint(found)
-        if int(mine["iteration"]) > it or lineage.has(folder, k, it, source):
-            return  # taken over before an interruption
     before = _last_score(own, metric)
     changes = _copy(given, cfg, k, folder, values)
     row = {"iteration": it, "event": "copy", "source": source, "score": before,
@@ -295,6 +290,14 @@ def _take(
     _, now = read_checkpoint(own)
     result = {"iteration": it, SCORE: score(now["last_eval"], metric), "copied_from": source}
     tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(own)))
+
+
+def _to_copy(folder: Path, k: int, source: int, it: int) -> bool:
+    """True if member ``k``, given ``source``'s checkpoint of iteration ``it``, is to copy it:
+    not its own (a pause), and not a copy it recorded before an interruption. Where its own
+    checkpoint is does not matter: a member that trained past ``it`` before Tune paused it
+    goes back to ``it`` with the source's state, as the exploit says."""
+    return source != k and not lineage.has(folder, k, it, source)
 
 
 class _StopAll:

@@ -112,6 +112,16 @@ def test_selection_keeps_the_elite_and_tournaments_pick_the_best_drawn() -> None
     assert min(counts) > 50  # size 1: a random member, no pressure
 
 
+def test_a_member_given_anothers_checkpoint_copies_it_once(tmp_path: Path) -> None:
+    from casi_orchestrator import lineage
+
+    assert not tune._to_copy(tmp_path, 2, source=2, it=20)  # its own: a pause
+    assert tune._to_copy(tmp_path, 2, source=0, it=20)
+    lineage.append(tmp_path, 2, {"iteration": 20, "event": "copy", "source": 0}, {})
+    assert not tune._to_copy(tmp_path, 2, source=0, it=20)  # taken before an interruption
+    assert tune._to_copy(tmp_path, 2, source=0, it=40)  # the next exploit
+
+
 def test_tune_keys_are_checked_when_the_config_is_loaded(tmp_path: Path) -> None:
     path = exp2(tmp_path, interval=15)
     with pytest.raises(ConfigError, match=r"tune\.interval \(15\) must be a multiple of eval"):
