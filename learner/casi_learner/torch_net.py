@@ -42,6 +42,7 @@ from casi_proto.validate import (
     check_optim_cfg,
     check_predict_obs,
     check_sequences,
+    check_slots_cfg,
     check_state,
     check_version,
     is_repeat,
@@ -50,7 +51,9 @@ from casi_proto.validate import (
 from casi_learner import losses
 from casi_learner.device import resolve_device
 from casi_learner.model import ActorCritic, Hidden, joint_entropy, joint_log_prob
+from casi_learner.slots import SlotActorCritic
 
+Model = ActorCritic | SlotActorCritic
 BYTES_PER_PARAM = 16
 
 
@@ -87,7 +90,13 @@ def check_cfg(cfg: net_pb2.NetCfg, max_params: int = MAX_PARAMS) -> None:
     check_net_cfg(cfg)
     if not cfg.hidden_sizes:
         raise invalid("NetCfg.hidden_sizes: expected at least one hidden layer, got []")
-    n = n_params(cfg.obs_dim, cfg.head_sizes, cfg.hidden_sizes, cfg.recurrent)
+    slots = cfg.model == net_pb2.MODEL_SLOTS
+    if slots:
+        check_slots_cfg(cfg)
+    n = n_params(
+        cfg.obs_dim, cfg.head_sizes, cfg.hidden_sizes, cfg.recurrent,
+        cfg.game.agents if slots else None,
+    )  # fmt: skip
     if n > max_params:
         sizes = list(cfg.hidden_sizes) if len(cfg.hidden_sizes) <= 16 else "(many layers)"
         raise invalid(
@@ -263,7 +272,7 @@ class TorchNet:
         self._lock = threading.Lock()
         self._cfg = net_pb2.NetCfg()
         self._optim_cfg = net_pb2.OptimCfg()
-        self._model: ActorCritic | None = None
+        self._model: Model | None = None
         self._optim: torch.optim.Optimizer | None = None
         self._flat: _FlatAdam | None = None
         self._hidden: Hidden | None = None
@@ -294,6 +303,9 @@ class TorchNet:
             device=self._device_name(),
             n_params=size,
             action_mask=True,
+            model=net_pb2.MODEL_SLOTS
+            if isinstance(self._model, SlotActorCritic)
+            else net_pb2.MODEL_MLP,
         )
 
     def init_hidden(self, batch: int) -> None:
@@ -301,7 +313,7 @@ class TorchNet:
             model = self._ready()
             rows = _check_row_bytes("HiddenCfg.batch", check_hidden_batch(batch), self._widest)
             self._hidden_batch = rows
-            if model.recurrent:
+            if isinstance(model, ActorCritic) and model.recurrent:
                 self._hidden = model.zero_hidden(self._hidden_batch, self.device)
 
     def predict(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -388,7 +400,7 @@ class TorchNet:
             torch.set_num_threads(self.threads)
             self._threads_set.done = True
 
-    def _ready(self) -> ActorCritic:
+    def _ready(self) -> Model:
         if self._model is None:
             raise precondition("call Init first: this learner has no model yet")
         return self._model
@@ -402,15 +414,24 @@ class TorchNet:
             return f"cuda:{torch.cuda.current_device()}"
         return str(self.device)
 
-    def _build(self, cfg: net_pb2.NetCfg) -> ActorCritic:
+    def _build(self, cfg: net_pb2.NetCfg) -> Model:
+        """The model NetCfg.model asks for; the MLP for a kind this learner does not offer."""
+        activation = ACTIVATION_NAMES[cfg.activation]
+        model: Model
         with torch.random.fork_rng(devices=[]):
-            model = ActorCritic(
-                cfg.obs_dim,
-                list(cfg.head_sizes),
-                list(cfg.hidden_sizes),
-                cfg.recurrent,
-                ACTIVATION_NAMES[cfg.activation],
-            )
+            if cfg.model == net_pb2.MODEL_SLOTS:
+                g = cfg.game
+                model = SlotActorCritic(
+                    g.attrs, g.values, g.agents, list(cfg.hidden_sizes), activation
+                )
+            else:
+                model = ActorCritic(
+                    cfg.obs_dim,
+                    list(cfg.head_sizes),
+                    list(cfg.hidden_sizes),
+                    cfg.recurrent,
+                    activation,
+                )
         model.initialise(torch.Generator().manual_seed(cfg.seed))
         return model.to(self.device)
 
@@ -561,7 +582,7 @@ class TorchNet:
                 raise _NonFinite(what)
 
     def _check_optimizer_state(
-        self, model: ActorCritic, state: Mapping[str, np.ndarray]
+        self, model: Model, state: Mapping[str, np.ndarray]
     ) -> dict[int, dict[str, torch.Tensor]]:
         if not isinstance(state, Mapping):
             raise invalid(f"optimizer: expected a map of name -> array, got {type(state).__name__}")
@@ -582,10 +603,10 @@ class TorchNet:
         return out
 
 
-def _widest(model: ActorCritic) -> int:
+def _widest(model: Model) -> int:
     """The widest layer of ``model``, its input included."""
     linears = (m for m in model.modules() if isinstance(m, torch.nn.Linear))
-    return max(model.obs_dim, *(m.out_features for m in linears))
+    return max(model.obs_dim, getattr(model, "row_width", 0), *(m.out_features for m in linears))
 
 
 def _check_row_bytes(field: str, rows: int, widest: int) -> int:

@@ -8,4 +8,4 @@ of casi-learner's model, without torch), ``tls``, ``health`` (the probe) and ``c
 """
 
 PROTOCOL_VERSION = 1
-PROTOCOL_MINOR = 1
+PROTOCOL_MINOR = 2

@@ -1,7 +1,7 @@
 """The names of the contract's enums: config words <-> ``casi.v1`` values, and the intentions.
 
-``LOSSES``, ``OPTIMIZERS`` and ``ACTIVATIONS`` map the words a config uses (``"ppo"``,
-``"adam"``, ``"tanh"``) to enum values; ``OPTIM_NAMES`` and ``ACTIVATION_NAMES`` map back.
+``LOSSES``, ``OPTIMIZERS``, ``ACTIVATIONS`` and ``MODELS`` map the words a config uses (``"ppo"``,
+``"adam"``, ``"tanh"``, ``"slots"``) to enum values; ``OPTIM_NAMES`` and ``ACTIVATION_NAMES`` map back.
 ``INTENTION_NAMES[code]`` names the intention ``code`` (``casi.v1.Intention``), which is also
 the entry's index in every intention head.
 """
@@ -24,6 +24,10 @@ OPTIMIZERS: dict[str, net_pb2.OptimKind] = {
 ACTIVATIONS: dict[str, net_pb2.Activation] = {
     "tanh": net_pb2.ACTIVATION_TANH,
     "relu": net_pb2.ACTIVATION_RELU,
+}
+MODELS: dict[str, net_pb2.ModelKind] = {
+    "mlp": net_pb2.MODEL_MLP,
+    "slots": net_pb2.MODEL_SLOTS,
 }
 
 OPTIM_NAMES: dict[int, str] = {kind: word for word, kind in OPTIMIZERS.items()}

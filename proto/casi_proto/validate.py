@@ -22,6 +22,7 @@ from casi_proto.api import Sequences
 from casi_proto.errors import invalid, precondition
 from casi_proto.heads import head_slices
 from casi_proto.names import ACTIVATION_NAMES, LOSSES, N_INTENTIONS, OPTIMIZERS
+from casi_proto.sizes import game_head_sizes, game_obs_dim
 
 Shape = Sequence[int | str]
 SEQUENCE_FLOATS = ("logp_old", "values_old", "advantages", "returns", "mask")
@@ -67,6 +68,32 @@ def check_game_heads(cfg: net_pb2.NetCfg) -> None:
             f"NetCfg.head_sizes: expected [A, {N_INTENTIONS}, {N_INTENTIONS}, ...] (the main "
             f"head, then one head of {N_INTENTIONS} intentions per agent slot), got {heads}"
         )
+
+
+def check_slots_cfg(cfg: net_pb2.NetCfg) -> None:
+    """A NetCfg asking for MODEL_SLOTS: a game's sizes in ``game``, the observation and heads
+    those sizes give (SPEC 2.3, 2.5), and no LSTM."""
+    g = cfg.game
+    shape = f"NetCfg.game {g.attrs}/{g.values}/{g.agents} (attrs/values/agents)"
+    if g.attrs < 1 or g.values < 2 or g.agents < 1:
+        raise invalid(
+            f"NetCfg.game: MODEL_SLOTS expected attrs >= 1, values >= 2 and agents >= 1, got "
+            f"attrs {g.attrs}, values {g.values}, agents {g.agents}"
+        )
+    obs_dim = game_obs_dim(g.attrs, g.values, g.agents)
+    if cfg.obs_dim != obs_dim:
+        raise invalid(
+            f"NetCfg.obs_dim: MODEL_SLOTS with {shape} expected the game's {obs_dim}, "
+            f"got {cfg.obs_dim}"
+        )
+    heads = game_head_sizes(g.attrs, g.values, g.agents)
+    if list(cfg.head_sizes) != heads:
+        raise invalid(
+            f"NetCfg.head_sizes: MODEL_SLOTS with {shape} expected the game's {heads}, "
+            f"got {list(cfg.head_sizes)}"
+        )
+    if cfg.recurrent:
+        raise invalid("NetCfg.recurrent: MODEL_SLOTS is feed-forward, expected false")
 
 
 def check_optim_cfg(optim: net_pb2.OptimCfg, prefix: str = "OptimCfg") -> None:

@@ -4,7 +4,7 @@ import { invalid, precondition } from "./errors";
 import { FLOAT32, INT64, Wire, decode, describe, dtypeName, floats, ints, shapeText } from "./tensor";
 
 export const PROTOCOL_VERSION = 1;
-export const PROTOCOL_MINOR = 1; // the Act stream
+export const PROTOCOL_MINOR = 2; // the Act stream (1); NetCfg.model (2), of which this Net offers MODEL_MLP only
 export const N_INTENTIONS = 5;
 export const MAX_ROWS = 1_000_000;
 export const LOSS = { PPO: 1, A2C: 2, REINFORCE: 3, REINFORCE_BASELINE: 4 };

@@ -48,6 +48,11 @@ class Intention(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INTENTION_GENERAL_LIE: _ClassVar[Intention]
     INTENTION_INCOMPLETE_TRUTH: _ClassVar[Intention]
     INTENTION_COMPLETE_TRUTH: _ClassVar[Intention]
+
+class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_MLP: _ClassVar[ModelKind]
+    MODEL_SLOTS: _ClassVar[ModelKind]
 DTYPE_UNSPECIFIED: DType
 DTYPE_FLOAT32: DType
 DTYPE_FLOAT64: DType
@@ -75,6 +80,8 @@ INTENTION_SPECIFIC_LIE: Intention
 INTENTION_GENERAL_LIE: Intention
 INTENTION_INCOMPLETE_TRUTH: Intention
 INTENTION_COMPLETE_TRUTH: Intention
+MODEL_MLP: ModelKind
+MODEL_SLOTS: ModelKind
 
 class Empty(_message.Message):
     __slots__ = ()
@@ -102,8 +109,18 @@ class OptimCfg(_message.Message):
     eps: float
     def __init__(self, kind: _Optional[_Union[OptimKind, str]] = ..., lr: _Optional[float] = ..., momentum: _Optional[float] = ..., eps: _Optional[float] = ...) -> None: ...
 
+class GameShape(_message.Message):
+    __slots__ = ("attrs", "values", "agents")
+    ATTRS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    attrs: int
+    values: int
+    agents: int
+    def __init__(self, attrs: _Optional[int] = ..., values: _Optional[int] = ..., agents: _Optional[int] = ...) -> None: ...
+
 class NetCfg(_message.Message):
-    __slots__ = ("protocol_version", "obs_dim", "head_sizes", "hidden_sizes", "recurrent", "seed", "loss", "optim", "clip", "value_coef", "entropy_coef", "epochs", "minibatches", "max_grad_norm", "clip_value", "activation", "protocol_minor")
+    __slots__ = ("protocol_version", "obs_dim", "head_sizes", "hidden_sizes", "recurrent", "seed", "loss", "optim", "clip", "value_coef", "entropy_coef", "epochs", "minibatches", "max_grad_norm", "clip_value", "activation", "protocol_minor", "model", "game")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     OBS_DIM_FIELD_NUMBER: _ClassVar[int]
     HEAD_SIZES_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +138,8 @@ class NetCfg(_message.Message):
     CLIP_VALUE_FIELD_NUMBER: _ClassVar[int]
     ACTIVATION_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_MINOR_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    GAME_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     obs_dim: int
     head_sizes: _containers.RepeatedScalarFieldContainer[int]
@@ -138,10 +157,12 @@ class NetCfg(_message.Message):
     clip_value: bool
     activation: Activation
     protocol_minor: int
-    def __init__(self, protocol_version: _Optional[int] = ..., obs_dim: _Optional[int] = ..., head_sizes: _Optional[_Iterable[int]] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., recurrent: _Optional[bool] = ..., seed: _Optional[int] = ..., loss: _Optional[_Union[LossKind, str]] = ..., optim: _Optional[_Union[OptimCfg, _Mapping]] = ..., clip: _Optional[float] = ..., value_coef: _Optional[float] = ..., entropy_coef: _Optional[float] = ..., epochs: _Optional[int] = ..., minibatches: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., clip_value: _Optional[bool] = ..., activation: _Optional[_Union[Activation, str]] = ..., protocol_minor: _Optional[int] = ...) -> None: ...
+    model: ModelKind
+    game: GameShape
+    def __init__(self, protocol_version: _Optional[int] = ..., obs_dim: _Optional[int] = ..., head_sizes: _Optional[_Iterable[int]] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., recurrent: _Optional[bool] = ..., seed: _Optional[int] = ..., loss: _Optional[_Union[LossKind, str]] = ..., optim: _Optional[_Union[OptimCfg, _Mapping]] = ..., clip: _Optional[float] = ..., value_coef: _Optional[float] = ..., entropy_coef: _Optional[float] = ..., epochs: _Optional[int] = ..., minibatches: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., clip_value: _Optional[bool] = ..., activation: _Optional[_Union[Activation, str]] = ..., protocol_minor: _Optional[int] = ..., model: _Optional[_Union[ModelKind, str]] = ..., game: _Optional[_Union[GameShape, _Mapping]] = ...) -> None: ...
 
 class InitReply(_message.Message):
-    __slots__ = ("protocol_version", "implementation", "device", "n_params", "action_mask", "protocol_minor", "act_stream")
+    __slots__ = ("protocol_version", "implementation", "device", "n_params", "action_mask", "protocol_minor", "act_stream", "model")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     IMPLEMENTATION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +170,7 @@ class InitReply(_message.Message):
     ACTION_MASK_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_MINOR_FIELD_NUMBER: _ClassVar[int]
     ACT_STREAM_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     implementation: str
     device: str
@@ -156,7 +178,8 @@ class InitReply(_message.Message):
     action_mask: bool
     protocol_minor: int
     act_stream: bool
-    def __init__(self, protocol_version: _Optional[int] = ..., implementation: _Optional[str] = ..., device: _Optional[str] = ..., n_params: _Optional[int] = ..., action_mask: _Optional[bool] = ..., protocol_minor: _Optional[int] = ..., act_stream: _Optional[bool] = ...) -> None: ...
+    model: ModelKind
+    def __init__(self, protocol_version: _Optional[int] = ..., implementation: _Optional[str] = ..., device: _Optional[str] = ..., n_params: _Optional[int] = ..., action_mask: _Optional[bool] = ..., protocol_minor: _Optional[int] = ..., act_stream: _Optional[bool] = ..., model: _Optional[_Union[ModelKind, str]] = ...) -> None: ...
 
 class HiddenCfg(_message.Message):
     __slots__ = ("batch",)
