@@ -49,6 +49,14 @@ WORLDS: dict[str, tuple[int, int, int, int, tuple[str, ...]]] = {
     "16 values": (6, 3, 2, 16, ("honest",)),
     "24 attrs, 4 goals, 8 values": (24, 12, 4, 8, ("honest",)),
     "32 values": (6, 3, 2, 32, ("honest",)),
+    # beyond what the mlp learns within 20M agent-steps (measured with model = "slots")
+    "64 values": (6, 3, 2, 64, ("honest",)),
+    "128 values": (6, 3, 2, 128, ("honest",)),
+    "32 attributes": (32, 16, 2, 4, ("honest",)),
+    "64 attributes": (64, 32, 2, 4, ("honest",)),
+    "8 goals": (24, 12, 8, 4, ("honest",)),
+    "6 partners": (6, 3, 2, 4, ("honest",) * 6),
+    "24 attrs, 4 goals, 32 values": (24, 12, 4, 32, ("honest",)),
 }
 
 

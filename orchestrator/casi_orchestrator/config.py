@@ -127,24 +127,38 @@ class AlgorithmCfg(Section):
     agent asked; value guessed) instead of one head of all main actions; the orchestrator
     composes the game's action from them, and only the heads the sampled kind uses enter the
     log-probability and the entropy. Not with ``mask_pointless``."""
+    model: Literal["mlp", "slots"] = "mlp"
+    """The learner's model (NetCfg.model). ``mlp``: the MLP of ``hidden_sizes``. ``slots``: the
+    same trunk, and one network shared by every attribute for the main head's guess and ask
+    logits, so that what is learned about one attribute (and value) holds for all
+    (casi_learner.slots). Not with ``recurrent`` or ``factored_main``."""
 
     @model_validator(mode="after")
-    def _factored_unmasked(self) -> AlgorithmCfg:
-        """``factored_main`` and ``mask_pointless`` do not go together."""
+    def _compatible(self) -> AlgorithmCfg:
+        """``factored_main`` with neither ``mask_pointless`` nor ``model = "slots"``; the slot
+        model is feed-forward."""
         if self.factored_main and self.mask_pointless:
             raise ValueError(
                 "factored_main and mask_pointless do not go together (the mask is over the "
                 "game's main actions, not over the factored heads): turn one of them off"
             )
+        if self.model == "slots" and (self.factored_main or self.recurrent):
+            other = "factored_main" if self.factored_main else "recurrent"
+            raise ValueError(
+                f'model = "slots" and {other} do not go together (the slot model computes '
+                f"the game's own main head, feed-forward): turn {other} off or use the mlp"
+            )
         return self
 
     @model_serializer(mode="wrap")
-    def _without_factored_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """``factored_main`` only when on: the fingerprints of the runs from before the key
-        existed stay as they were, and their checkpoints resume."""
+    def _without_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``factored_main`` and ``model`` only when not their defaults: the fingerprints of
+        the runs from before the keys existed stay as they were, and their checkpoints resume."""
         data: dict[str, Any] = handler(self)
         if not self.factored_main:
             data.pop("factored_main", None)
+        if self.model == "mlp":
+            data.pop("model", None)
         return data
 
     @field_validator("hidden_sizes")
@@ -906,7 +920,9 @@ def memory_estimate(cfg: RunConfig) -> dict[str, tuple[int, str]]:
     per_episode = na * (2 * game.obs_dim + game.n_main_actions + 6 * na * c)
     evaluation = 4 * cfg.eval.episodes * per_episode
     heads = head_sizes(game, alg.factored_main)
-    models = 16 * learners * n_params(game.obs_dim, heads, alg.hidden_sizes, alg.recurrent)
+    slots = game.n_agents if alg.model == "slots" else None
+    size = n_params(game.obs_dim, heads, alg.hidden_sizes, alg.recurrent, slots)
+    models = 16 * learners * size
     return {
         "rollouts": (
             rollouts,

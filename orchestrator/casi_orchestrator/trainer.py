@@ -35,6 +35,7 @@ from typing import Any
 
 from casi.v1 import net_pb2
 from casi_proto.errors import FAILED_PRECONDITION, INVALID_ARGUMENT, NetError
+from casi_proto.names import MODELS
 from casi_sim import BatchSim
 
 from casi_orchestrator import curriculum, sampling, wire
@@ -359,6 +360,7 @@ class Trainer:
         if alg.mask_pointless or alg.factored_main:
             option = "mask_pointless" if alg.mask_pointless else "factored_main"
             _check_masking(self.fleet.members, replies, option)
+        _check_model(self.fleet.members, replies, alg.model)
         path = self.checkpoints.path
         if resume and find_checkpoint(path) is not None:
             self._resume()
@@ -440,6 +442,20 @@ def _check_masking(members: list[Member], replies: list[net_pb2.InitReply], opti
                 "Train honours Sequences.action_mask (InitReply.action_mask is false); "
                 f"[algorithm] {option} = true needs it: update the learner or turn "
                 f"{option} off",
+            )
+
+
+def _check_model(members: list[Member], replies: list[net_pb2.InitReply], model: str) -> None:
+    for m, reply in zip(members, replies, strict=True):
+        if reply.model != MODELS[model]:
+            known = reply.model in net_pb2.ModelKind.values()
+            built = net_pb2.ModelKind.Name(reply.model) if known else f"model {reply.model}"
+            raise NetError(
+                FAILED_PRECONDITION,
+                f"learner {m.name} ({reply.implementation or 'unnamed'}) built {built}, not the "
+                f"{net_pb2.ModelKind.Name(MODELS[model])} that [algorithm] model = {model!r} "
+                "asks for (InitReply.model): it does not offer that model; use one that does "
+                '(casi-learner --policy torch) or the default model = "mlp"',
             )
 
 

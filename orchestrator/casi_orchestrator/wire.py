@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from casi.v1 import net_pb2
 from casi_proto import PROTOCOL_VERSION
-from casi_proto.names import ACTIVATIONS, LOSSES, N_INTENTIONS, OPTIMIZERS
+from casi_proto.names import ACTIVATIONS, LOSSES, MODELS, N_INTENTIONS, OPTIMIZERS
 from casi_sim import GameConfig
 
 from casi_orchestrator.config import AlgorithmCfg
@@ -46,4 +46,10 @@ def net_cfg(alg: AlgorithmCfg, game: GameConfig, seed: int) -> net_pb2.NetCfg:
         max_grad_norm=alg.max_grad_norm,
         clip_value=alg.clip_value,
         activation=ACTIVATIONS[alg.activation],
+        model=MODELS[alg.model],
+        game=net_pb2.GameShape(
+            attrs=game.attrs.count, values=game.attrs.values, agents=game.n_agents
+        )
+        if alg.model == "slots"
+        else None,
     )
