@@ -135,8 +135,8 @@ class AlgorithmCfg(Section):
 
     @model_validator(mode="after")
     def _compatible(self) -> AlgorithmCfg:
-        """``factored_main`` with neither ``mask_pointless`` nor ``model = "slots"``; the slot
-        model is feed-forward."""
+        """``factored_main`` goes with neither ``mask_pointless`` nor ``model = "slots"``, and
+        ``recurrent`` does not go with ``model = "slots"``."""
         if self.factored_main and self.mask_pointless:
             raise ValueError(
                 "factored_main and mask_pointless do not go together (the mask is over the "
