@@ -83,7 +83,13 @@ def run_once(
     cpu_s = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    with open(out / config.stem / "trial-0" / "iterations.csv") as f:
+    return {"seed": seed, **read_run(out / config.stem, target), "process_s": process_s,
+            "cpu_s": cpu_s}  # fmt: skip
+
+
+def read_run(folder: Path, target: float) -> dict[str, Any]:
+    """A run's first evaluation at ``target`` (or its last), from its iterations.csv."""
+    with open(folder / "trial-0" / "iterations.csv") as f:
         rows = list(csv.DictReader(f))
     wins = [c for c in rows[0] if c.endswith(".win_rate")]  # every learning agent's
 
@@ -94,13 +100,10 @@ def run_once(
     hit = next((r for r in evals if worst(r) >= target), None)
     last = hit or (evals or rows)[-1]
     return {
-        "seed": seed,
         "reached": hit is not None,
         "iteration": int(last["iteration"]),
         "agent_steps": int(last["agent_steps"]),
         "wall_s": float(last["wall_time"]),
-        "process_s": process_s,
-        "cpu_s": cpu_s,
         "win_rate": worst(last) if evals else None,
         "best_win_rate": max(worst(r) for r in evals) if evals else None,
     }

@@ -54,7 +54,6 @@ WORLDS: dict[str, tuple[int, int, int, int, tuple[str, ...]]] = {
     "128 values": (6, 3, 2, 128, ("honest",)),
     "32 attributes": (32, 16, 2, 4, ("honest",)),
     "64 attributes": (64, 32, 2, 4, ("honest",)),
-    "8 goals": (24, 12, 8, 4, ("honest",)),
     "6 partners": (6, 3, 2, 4, ("honest",) * 6),
     "24 attrs, 4 goals, 32 values": (24, 12, 4, 32, ("honest",)),
 }
@@ -141,6 +140,7 @@ def main() -> None:
                     **r,
                 }
                 rows.append(row)
+                save(settings, changes, args, kept_rows(settings, args.worlds) + rows)
                 print(
                     f"{name:<15}{f'{count}/{direct}/{goal}/{values}':>9}{1 + len(partners):>7}"
                     f"{row['actions']:>8}{seed:>5}{'yes' if r['reached'] else 'NO':>8}"
@@ -148,7 +148,12 @@ def main() -> None:
                     f"{r['wall_s']:>8.1f}",
                     flush=True,
                 )
-    rows = kept_rows(settings, args.worlds) + rows
+    plot()
+
+
+def save(settings: str, changes: dict[str, Any], args: argparse.Namespace, rows: list) -> None:
+    """``worlds-<settings>.json`` with ``rows``: written after every run, so that a sweep
+    stopped half-way keeps the worlds it measured."""
     medians = {
         name: median(
             [r["agent_steps"] if r["reached"] else math.inf for r in rows if r["world"] == name]
@@ -166,7 +171,6 @@ def main() -> None:
             "median": medians,
         },
     )
-    plot()
 
 
 if __name__ == "__main__":
