@@ -56,6 +56,9 @@ WORLDS: dict[str, tuple[int, int, int, int, tuple[str, ...]]] = {
     "64 attributes": (64, 32, 2, 4, ("honest",)),
     "6 partners": (6, 3, 2, 4, ("honest",) * 6),
     "24 attrs, 4 goals, 32 values": (24, 12, 4, 32, ("honest",)),
+    "256 values": (6, 3, 2, 256, ("honest",)),
+    "15 partners": (6, 3, 2, 4, ("honest",) * 15),
+    "32 attrs, 4 goals, 128 values": (32, 16, 4, 128, ("honest",)),
 }
 
 
