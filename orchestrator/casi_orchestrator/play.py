@@ -170,8 +170,8 @@ def play(
             f"{source.trial_dir}: no checkpoint yet ({source.checkpoint} is missing): the trial "
             "has not reached its first checkpoint.every iterations"
         )
-    resumed = read_state(source.checkpoint, cfg, new_state(cfg, 0))
     trial = _meta_trial(source)
+    resumed = read_state(source.checkpoint, cfg, new_state(cfg, trial), trial)
     game = cfg.game()
     fleet = _loaded_fleet(source, cfg, pool, resumed.params, trial)
     try:
@@ -187,10 +187,15 @@ def play(
 
 
 def _meta_trial(source: Source) -> int:
-    """The trial number in the meta of the checkpoint that read_state has just verified."""
+    """The trial number in the checkpoint's meta: the fresh state the checkpoint is read
+    against is that trial's (its bonus has the trial's own seed). 0 if the meta cannot be
+    read: read_state then says what is wrong with it."""
     found = find_checkpoint(source.checkpoint) or source.checkpoint
-    description = json.loads((found / META).read_text())
-    return int(description["meta"]["trial"])
+    try:
+        description = json.loads((found / META).read_text())
+        return int(description["meta"]["trial"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def _loaded_fleet(

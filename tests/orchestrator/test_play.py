@@ -40,12 +40,12 @@ every = 1
 """
 
 
-def tiny_run(root: Path, text: str) -> Path:
+def tiny_run(root: Path, text: str, trials: int = 1) -> Path:
     """runs/tiny after a real ``casi run`` of ``text`` (local learner subprocess)."""
     cfg = root / "tiny.toml"
     cfg.write_text(text)
     proc = subprocess.run(
-        [*CASI, "run", str(cfg), "--out", str(root / "runs")],
+        [*CASI, "run", str(cfg), "--out", str(root / "runs"), "--trials", str(trials)],
         cwd=ROOT, capture_output=True, text=True, timeout=RUN_WAIT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -221,6 +221,17 @@ def test_a_trial_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
     assert err.splitlines()[0] == (
         f"{other} has 2 trials; playing trial-2 (name another trial folder to play it)"
     )
+
+
+@pytest.mark.expensive
+def test_play_a_later_trial_with_its_own_bonus(tmp_path: Path) -> None:
+    # each trial's SimHash projection has its own seed: trial 1's checkpoint must be read
+    # against trial 1's fresh state (it was refused as "saved by a different bonus")
+    run = tiny_run(tmp_path, TINY, trials=2)
+    code, out, err = play(str(run / "trial-1"))
+    assert code == 0, err
+    assert out.startswith("tiny trial 1, checkpoint of iteration 3 (")
+    assert "the first 1 of trial 1's evaluation episodes" in out.splitlines()[0]
 
 
 @pytest.mark.expensive
