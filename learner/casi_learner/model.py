@@ -41,13 +41,8 @@ class ActorCritic(nn.Module):
         self.obs_dim = obs_dim
         self.head_sizes = tuple(int(h) for h in head_sizes)
         self.recurrent = recurrent
-        layers: list[nn.Module] = []
-        width = obs_dim
-        for size in hidden_sizes:
-            layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
-            width = size
+        self.trunk, width = trunk(obs_dim, hidden_sizes, activation)
         self.width = width
-        self.trunk = nn.Sequential(*layers)
         self.lstm = nn.LSTM(width, width, batch_first=True) if recurrent else None
         self.policy = nn.Linear(width, sum(self.head_sizes))
         self.value = nn.Linear(width, 1)
@@ -89,6 +84,16 @@ class ActorCritic(nn.Module):
         if self.lstm is not None:
             x, _ = self.lstm(x, self.zero_hidden(obs.shape[0], obs.device))
         return self.policy(x), self.value(x).squeeze(-1)
+
+
+def trunk(obs_dim: int, hidden_sizes: Sequence[int], activation: str) -> tuple[nn.Sequential, int]:
+    """The MLP trunk (a linear layer and the activation per hidden size) and its width."""
+    layers: list[nn.Module] = []
+    width = obs_dim
+    for size in hidden_sizes:
+        layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+        width = size
+    return nn.Sequential(*layers), width
 
 
 def _orthogonal(layer: nn.Linear, gain: float, generator: torch.Generator) -> None:

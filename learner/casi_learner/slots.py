@@ -35,7 +35,7 @@ from casi_proto.sizes import (
 )
 from torch import nn
 
-from casi_learner.model import ACTIVATIONS, Hidden, _orthogonal
+from casi_learner.model import ACTIVATIONS, Hidden, _orthogonal, trunk
 
 
 class SlotActorCritic(nn.Module):
@@ -50,13 +50,8 @@ class SlotActorCritic(nn.Module):
         self.attrs, self.values, self.agents = attrs, values, agents
         self.obs_dim = game_obs_dim(attrs, values, agents)
         self.head_sizes = tuple(game_head_sizes(attrs, values, agents))
-        layers: list[nn.Module] = []
-        width = self.obs_dim
-        for size in hidden_sizes:
-            layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
-            width = size
+        self.trunk, width = trunk(self.obs_dim, hidden_sizes, activation)
         self.width = width
-        self.trunk = nn.Sequential(*layers)
         self.slot = nn.Sequential(
             nn.Linear(slot_inputs(agents, width), width), ACTIVATIONS[activation]()
         )
