@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from casi_proto.sizes import game_head_sizes
 from common import RESULTS, ROOT, median, write_results
 from learn import parse_variant, run_once, write_config
 
@@ -60,11 +61,6 @@ WORLDS: dict[str, tuple[int, int, int, int, tuple[str, ...]]] = {
     "15 partners": (6, 3, 2, 4, ("honest",) * 15),
     "32 attrs, 4 goals, 128 values": (32, 16, 4, 128, ("honest",)),
 }
-
-
-def main_actions(count: int, values: int, agents: int) -> int:
-    """SPEC 2.3: A = 1 + C*m + na*C."""
-    return 1 + count * values + agents * count
 
 
 def keys(world: tuple[int, int, int, int, tuple[str, ...]]) -> dict[str, Any]:
@@ -138,7 +134,7 @@ def main() -> None:
                     "world": name,
                     "attrs": [count, direct, goal, values],
                     "partners": list(partners),
-                    "actions": main_actions(count, values, 1 + len(partners)),
+                    "actions": game_head_sizes(count, values, 1 + len(partners))[0],
                     "cap_agent_steps": round(per_iteration * args.iterations),
                     **r,
                 }
